@@ -1,0 +1,204 @@
+"""On-disk cache of frozen-backbone features, memory-mapped and validated when read.
+
+One cache entry holds the flattened block features of an ordered list of images, as a
+``.npy`` file opened with ``mmap_mode`` (so it may exceed RAM) plus a JSON sidecar. Its key
+covers the feature configuration (UNet architecture, diffusion steps, timesteps, blocks,
+noise seed, compute dtype), the backbone's weight digest and the content of every image file
+(SHA-256 of its bytes) with the resize policy. An entry whose sidecar, key, shape or size
+does not match is rebuilt, never reused. Builds write to temporary files renamed into place,
+under a file lock, so a killed or concurrent run cannot leave a corrupted entry behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from filelock import FileLock
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from facecat.checkpoints import atomic_write
+from facecat.features import DiffusionFeatureExtractor, flatten_features
+from facecat.manifest import load_image
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1
+
+
+class ImageFiles(Dataset):
+    """Images read from files, RGB float in [0, 1], resized to a square size.
+
+    Args:
+        paths: image files.
+        size: output side length.
+        resize: resize policy of :func:`facecat.manifest.load_image`.
+    """
+
+    def __init__(self, paths: Sequence[Path], size: int, resize: str = "resize") -> None:
+        self.paths = [Path(p) for p in paths]
+        self.size = size
+        self.resize = resize
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return load_image(self.paths[index], size=self.size, resize=self.resize)
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def feature_key(extractor: DiffusionFeatureExtractor, backbone_digest: str) -> str:
+    """Key of everything that determines the features apart from the images."""
+    description = {
+        "version": CACHE_VERSION,
+        "unet": extractor.unet.config.to_dict(),
+        "diffusion_steps": extractor.diffusion.steps,
+        "features": extractor.config.to_dict(),
+        "backbone_sha256": backbone_digest,
+    }
+    return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()
+
+
+def images_key(dataset: ImageFiles) -> str:
+    """Key of the ordered image contents and the resize policy."""
+    digest = hashlib.sha256(f"{dataset.size}:{dataset.resize}".encode())
+    for path in dataset.paths:
+        digest.update(file_digest(path).encode())
+    return digest.hexdigest()
+
+
+class FeatureCache:
+    """Feature cache rooted at a folder.
+
+    Args:
+        root: cache folder (created when needed).
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def _paths(self, fkey: str, ikey: str) -> tuple[Path, Path]:
+        folder = self.root / fkey[:24]
+        return folder / f"{ikey[:24]}.npy", folder / f"{ikey[:24]}.json"
+
+    def _valid(self, data_path: Path, meta_path: Path, expected: dict) -> np.ndarray | None:
+        if not (data_path.is_file() and meta_path.is_file()):
+            return None
+        try:
+            meta = json.loads(meta_path.read_text())
+            if any(meta.get(k) != v for k, v in expected.items()):
+                log.warning("feature cache %s: key mismatch, rebuilding", data_path)
+                return None
+            rows = np.load(data_path, mmap_mode="r")
+        except (OSError, ValueError, json.JSONDecodeError) as error:
+            log.warning("feature cache %s unreadable (%s), rebuilding", data_path, error)
+            return None
+        if list(rows.shape) != expected["shape"] or str(rows.dtype) != expected["dtype"]:
+            log.warning("feature cache %s: shape/dtype mismatch, rebuilding", data_path)
+            return None
+        return rows
+
+    def features(
+        self,
+        extractor: DiffusionFeatureExtractor,
+        backbone_digest: str,
+        dataset: ImageFiles,
+        *,
+        batch_size: int = 32,
+        device: torch.device | str = "cpu",
+        num_workers: int = 0,
+        progress: bool = True,
+        dtype: str = "float32",
+    ) -> np.ndarray:
+        """Cached features of ``dataset``, extracted once and memory-mapped afterwards.
+
+        Args:
+            extractor: the frozen feature extractor.
+            backbone_digest: digest of the extractor's UNet weights.
+            dataset: the images, in row order.
+            batch_size: extraction batch size.
+            device: where the extractor runs.
+            num_workers: DataLoader workers for image decoding.
+            progress: show a progress bar.
+            dtype: storage dtype, "float32" or "float16".
+
+        Returns:
+            Read-only array of shape (N, D) (a memory map).
+        """
+        fkey = feature_key(extractor, backbone_digest)
+        ikey = images_key(dataset)
+        width = sum(s.channels * s.resolution**2 for s in extractor.block_shapes())
+        expected = {
+            "feature_key": fkey,
+            "images_key": ikey,
+            "shape": [len(dataset), width],
+            "dtype": dtype,
+        }
+        data_path, meta_path = self._paths(fkey, ikey)
+        data_path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(data_path) + ".lock"):
+            rows = self._valid(data_path, meta_path, expected)
+            if rows is not None:
+                log.info("feature cache hit: %s (%d images)", data_path.name, len(dataset))
+                return rows
+            meta_path.unlink(missing_ok=True)
+            self._build(extractor, dataset, data_path, expected, batch_size, device,
+                        num_workers, progress)
+            atomic_write(meta_path, lambda tmp: tmp.write_text(json.dumps(expected)))
+            return np.load(data_path, mmap_mode="r")
+
+    def _build(
+        self,
+        extractor: DiffusionFeatureExtractor,
+        dataset: ImageFiles,
+        data_path: Path,
+        expected: dict,
+        batch_size: int,
+        device: torch.device | str,
+        num_workers: int,
+        progress: bool,
+    ) -> None:
+        device = torch.device(device)
+        loader = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            pin_memory=device.type == "cuda",
+        )
+
+        def write(tmp: Path) -> None:
+            out = np.lib.format.open_memmap(
+                tmp, mode="w+", dtype=expected["dtype"], shape=tuple(expected["shape"])
+            )
+            start = 0
+            bar = tqdm(loader, desc="extracting features", unit="batch", disable=not progress)
+            for images in bar:
+                images = images.to(device, non_blocking=True)
+                rows = flatten_features(extractor(images)).cpu().numpy()
+                if not np.isfinite(rows).all():
+                    raise FloatingPointError(
+                        f"non-finite features for images {start}..{start + len(rows) - 1} "
+                        f"(first file: {dataset.paths[start]})"
+                    )
+                out[start : start + len(rows)] = rows
+                start += len(rows)
+            out.flush()
+            del out
+
+        log.info("extracting features of %d images into %s", len(dataset), data_path)
+        atomic_write(data_path, write)

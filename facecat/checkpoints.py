@@ -1,0 +1,108 @@
+"""Safe checkpoint I/O: no arbitrary unpickling, strict key checks, atomic writes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import safetensors.torch
+import torch
+from torch import Tensor, nn
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, unsafe, corrupted or does not fit the model."""
+
+
+def load_state_dict_file(path: str | Path, *, what: str) -> dict[str, Tensor]:
+    """Read a state dict from ``.safetensors`` or a torch file, never unpickling objects.
+
+    Args:
+        path: the file.
+        what: what the file should be, used in error messages (e.g. "FFHQ-256 UNet").
+
+    Returns:
+        A flat ``{name: tensor}`` dict on the CPU (a ``state_dict``/``model`` wrapper is
+        unwrapped).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{what}: file not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            state = safetensors.torch.load_file(str(path), device="cpu")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch and safetensors raise many unrelated types
+        raise CheckpointError(
+            f"{what}: cannot read {path} as a safe checkpoint (safetensors, or torch.load "
+            f"with weights_only=True): {type(error).__name__}: {str(error)[:300]}"
+        ) from error
+    for key in ("state_dict", "model"):
+        if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
+            state = state[key]
+    if not isinstance(state, Mapping) or not all(
+        isinstance(v, Tensor) for v in state.values()
+    ):
+        raise CheckpointError(f"{what}: {path} does not hold a flat state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def load_strict(module: nn.Module, state: Mapping[str, Tensor], *, source: str) -> None:
+    """Load ``state`` into ``module`` requiring identical keys and shapes.
+
+    Args:
+        module: the model to fill.
+        state: the weights.
+        source: file and config description used in the error message.
+    """
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
+    if missing or unexpected or mismatched:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys (first: {missing[:3]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (first: {unexpected[:3]})")
+        if mismatched:
+            parts.append(f"{len(mismatched)} shape mismatches (first: {mismatched[:3]})")
+        raise CheckpointError(f"{source} does not fit the model: " + "; ".join(parts))
+    module.load_state_dict(state, strict=True)
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
+    """Write a file through a temporary sibling and ``os.replace``.
+
+    Args:
+        path: the final file.
+        write: called with the temporary path; must create the file there.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def state_digest(state: Mapping[str, Tensor]) -> str:
+    """SHA-256 over names, shapes, dtypes and raw bytes of a state dict (sorted by name)."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

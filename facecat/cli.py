@@ -1,0 +1,197 @@
+"""The ``facecat`` command: models, train, eval, score, info."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from facecat.checkpoints import CheckpointError, atomic_write
+from facecat.config import ConfigError, read_config_dict
+from facecat.evaluate import evaluate_detector, score_files
+from facecat.manifest import ImageLoadError, ManifestError, read_manifest
+from facecat.metrics import MetricsError
+from facecat.registry import (
+    create_detector,
+    list_detectors,
+    load_detector,
+    pick_device,
+    read_detector_header,
+)
+from facecat.text import TextEncoderError
+from facecat.train import train_facecat, with_epochs
+
+log = logging.getLogger("facecat")
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+USER_ERRORS = (
+    CheckpointError, ConfigError, ManifestError, ImageLoadError, MetricsError,
+    TextEncoderError, FileNotFoundError, ValueError, KeyError, RuntimeError,
+)
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    for name in list_detectors():
+        print(f"{name:20s} {read_config_dict(name).get('description', '')}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    manifest = read_manifest(args.manifest)
+    overrides = json.loads(args.set) if args.set else {}
+    detector = create_detector(
+        args.model, unet_weights=args.unet_weights, text_weights=args.text_weights,
+        resnet_weights=args.resnet_weights, seed=args.seed, **overrides,
+    )
+    config = with_epochs(detector.config.train, args.epochs)
+    result = train_facecat(
+        detector, manifest.split("train"), manifest.split("dev"), args.out,
+        config=config, cache_dir=args.cache_dir, use_cache=not args.no_cache,
+        seed=args.seed, device=pick_device(args.device), progress=not args.quiet,
+    )
+    print(f"saved {result.detector_path} (best epoch {result.best_epoch}, "
+          f"dev EER {result.best_dev_eer:.4f})")
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    detector = load_detector(args.detector, device=pick_device(args.device))
+    manifest = read_manifest(args.manifest)
+    table, scores = evaluate_detector(
+        detector, manifest, size=detector.image_size, rule=args.threshold,
+        oracle=args.oracle, batch_size=args.batch_size, device=pick_device(args.device),
+        n_boot=args.bootstrap, progress=not args.quiet,
+    )
+    out = Path(args.out)
+    atomic_write(out, lambda tmp: table.to_csv(tmp, index=False))
+    if args.scores:
+        atomic_write(Path(args.scores), lambda tmp: scores.to_csv(tmp, index=False))
+    row = table.iloc[0]
+    print(f"{row['detector']}: ACER {row['acer']:.4f} APCER {row['apcer_max']:.4f} "
+          f"BPCER {row['bpcer']:.4f} EER {row['eer']:.4f} AUC {row['auc']:.4f} "
+          f"TDR@{row['fdr']:.1%}FDR {row['tdr_at_fdr']:.4f} "
+          f"(threshold {row['threshold']:.4f} from {row['threshold_source']}) -> {out}")
+
+
+def _image_paths(inputs: Sequence[str]) -> list[Path]:
+    paths: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            paths.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES))
+        elif path.is_file():
+            paths.append(path)
+        else:
+            raise FileNotFoundError(f"no such image or folder: {path}")
+    if not paths:
+        raise FileNotFoundError(f"no images found in {list(inputs)}")
+    return paths
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    detector = load_detector(args.detector, device=pick_device(args.device))
+    paths = _image_paths(args.images)
+    scores = score_files(
+        detector, paths, size=detector.image_size, batch_size=args.batch_size,
+        device=pick_device(args.device), resize=args.resize,
+    )
+    table = pd.DataFrame({"path": [str(p) for p in paths], "p_real": scores})
+    text = (
+        table.to_json(orient="records", indent=1)
+        if args.format == "json"
+        else table.to_csv(index=False)
+    )
+    if args.out:
+        atomic_write(Path(args.out), lambda tmp: tmp.write_text(text))
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    header = read_detector_header(args.detector)
+    print(json.dumps(
+        {"kind": header["kind"], "config": header["config"], "metadata": header["metadata"],
+         "tensors": len(header["keys"])},
+        indent=2,
+    ))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``facecat`` command."""
+    parser = argparse.ArgumentParser(
+        prog="facecat", description="Face anti-spoofing and adversarial-face detection."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, handler: Callable[[argparse.Namespace], None], text: str):
+        command = sub.add_parser(name, help=text, description=text)
+        command.set_defaults(handler=handler)
+        return command
+
+    add("models", cmd_models, "list the detector configs")
+
+    train = add("train", cmd_train, "train a FaceCat head on a manifest's train/dev splits")
+    train.add_argument("--model", default="facecat-small", help="config name or JSON path")
+    train.add_argument("--manifest", required=True, help="manifest CSV")
+    train.add_argument("--out", required=True, help="output folder")
+    train.add_argument("--epochs", type=int, help="override the config's epochs")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", default="cpu")
+    train.add_argument("--cache-dir", help="feature cache folder (default OUT/feature-cache)")
+    train.add_argument("--no-cache", action="store_true",
+                       help="re-extract features every epoch (as the authors' release does)")
+    train.add_argument("--unet-weights", help="guided-diffusion UNet checkpoint (strict)")
+    train.add_argument("--text-weights", help="CLIP weights file (clip text backend)")
+    train.add_argument("--resnet-weights", help="torchvision ResNet-18 ImageNet state dict")
+    train.add_argument("--set", help='JSON config overrides, e.g. \'{"text_guided": false}\'')
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    evaluate = add("eval", cmd_eval, "evaluate a detector on a manifest's test split")
+    evaluate.add_argument("--detector", required=True, help="detector .safetensors file")
+    evaluate.add_argument("--manifest", required=True)
+    evaluate.add_argument("--out", required=True, help="metrics CSV")
+    evaluate.add_argument("--scores", help="also write per-image scores to this CSV")
+    evaluate.add_argument("--threshold", default="eer",
+                          help="dev-split rule: eer | bpcer=0.05 | fixed=0.5")
+    evaluate.add_argument("--oracle", action="store_true",
+                          help="pick the threshold on the test split (optimistic; labelled)")
+    evaluate.add_argument("--bootstrap", type=int, default=1000, help="CI resamples (0: none)")
+    evaluate.add_argument("--batch-size", type=int, default=64)
+    evaluate.add_argument("--device", default="cpu")
+    evaluate.add_argument("--quiet", action="store_true")
+
+    score = add("score", cmd_score, "print P(real) for images or folders")
+    score.add_argument("--detector", required=True)
+    score.add_argument("images", nargs="+", help="image files or folders")
+    score.add_argument("--format", choices=("csv", "json"), default="csv")
+    score.add_argument("--out", help="write to this file instead of stdout")
+    score.add_argument("--resize", choices=("resize", "center_crop", "error"), default="resize")
+    score.add_argument("--batch-size", type=int, default=64)
+    score.add_argument("--device", default="cpu")
+
+    info = add("info", cmd_info, "show a detector file's config and metadata")
+    info.add_argument("detector")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; user errors print one line and exit with status 2."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        args.handler(args)
+    except USER_ERRORS as error:
+        print(f"facecat {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""FaceCat detector configurations: JSON data in the package, parsed into dataclasses."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from facecat.features import FeatureConfig
+from facecat.unet import UNetConfig
+
+CONFIG_PACKAGE = "facecat.configs"
+DETECTOR_CONFIG_DIR = "detectors"
+
+
+class ConfigError(ValueError):
+    """A configuration is unknown, malformed or has unknown fields."""
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """Text-guided alignment settings.
+
+    Attributes:
+        backend: "clip" (open_clip, user-supplied weights) or "minilm" (ships offline).
+        model: open_clip model name for the clip backend (the release used ViT-B-16).
+        prompts: prompt-set name in ``prompts.json`` or a path to a JSON file.
+        logit_scale: temperature of the cosine logits (CLIP's 100 by default).
+    """
+
+    backend: str = "minilm"
+    model: str = "ViT-B-16"
+    prompts: str = "paper"
+    logit_scale: float = 100.0
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Focal (alpha on the real class, gamma) + triplet_weight x semi-hard triplet(margin)."""
+
+    alpha: float = 0.75
+    gamma: float = 2.0
+    triplet_weight: float = 0.1
+    margin: float = 1.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """SGD with momentum and weight decay under a cosine schedule."""
+
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1e-2
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+
+
+@dataclass(frozen=True)
+class FaceCatConfig:
+    """Everything needed to rebuild a FaceCat detector (weights aside)."""
+
+    name: str
+    unet: UNetConfig
+    features: FeatureConfig
+    diffusion_steps: int = 1000
+    fusion: str = "strided"
+    text_guided: bool = True
+    text: TextConfig = field(default_factory=TextConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    description: str = ""
+    kind: str = "facecat"
+
+    @property
+    def image_size(self) -> int:
+        return self.unet.image_size
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["unet"] = self.unet.to_dict()
+        data["features"] = self.features.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FaceCatConfig:
+        """Parse a config dict, rejecting unknown fields with their names."""
+        data = dict(data)
+        nested = {
+            "unet": UNetConfig,
+            "features": FeatureConfig,
+            "text": TextConfig,
+            "loss": LossConfig,
+            "train": TrainConfig,
+        }
+        for key, kind in nested.items():
+            if key in data:
+                data[key] = _build(kind, data[key], key)
+        return _build(cls, data, "detector config")
+
+
+def _build(kind: type, values: Any, where: str) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected an object, got {type(values).__name__}")
+    known = {f.name for f in fields(kind)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown fields {unknown}; known: {sorted(known)}")
+    try:
+        return kind(**values)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{where}: {error}") from error
+
+
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Recursively merge ``overrides`` into a copy of ``base`` (dicts merge, values replace)."""
+    merged = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def packaged_config_names() -> list[str]:
+    """Names of the detector configs shipped in the package."""
+    folder = resources.files(CONFIG_PACKAGE) / DETECTOR_CONFIG_DIR
+    return sorted(p.name.removesuffix(".json") for p in folder.iterdir() if p.name.endswith(".json"))
+
+
+def read_config_dict(name_or_path: str | Path) -> dict[str, Any]:
+    """Raw dict of a packaged config (by name) or a user JSON file (by path)."""
+    path = Path(name_or_path)
+    if path.suffix == ".json" and path.is_file():
+        text = path.read_text()
+        name = path.stem
+    else:
+        name = str(name_or_path)
+        if name not in packaged_config_names():
+            raise ConfigError(
+                f"unknown detector config {name!r}; available: {packaged_config_names()}"
+            )
+        resource = resources.files(CONFIG_PACKAGE) / DETECTOR_CONFIG_DIR / f"{name}.json"
+        text = resource.read_text()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"config {name_or_path}: invalid JSON: {error}") from error
+    data.setdefault("name", name)
+    return data

@@ -1,0 +1,795 @@
+"""Image manifests and image loading.
+
+A manifest is a CSV file listing face images with their labels::
+
+    path,label,attack_type,split,subject[,landmarks][,extra columns...]
+
+* ``path``: image path relative to the manifest's folder.
+* ``label``: 1 = live / bona fide, 0 = attack (presentation attack or adversarial face).
+* ``attack_type``: ``"Live"`` (:data:`BONA_FIDE`) for bona fide rows, any other non-empty
+  name for attack rows.
+* ``split``: one of ``"train"``, ``"dev"``, ``"test"``.
+* ``subject``: identity id; a subject may appear in one split only.
+* ``landmarks`` (optional): 10 numbers ``"x1 y1 ... x5 y5"`` in pixel coordinates (left eye,
+  right eye, nose, left mouth corner, right mouth corner).
+
+Images are handed to models as BCHW float32 tensors in [0, 1], RGB; :func:`check_image_batch`
+is the one check every detector runs on its input.
+
+Error messages name the file, the 1-based data row (and its CSV line, the header being line 1)
+and the column.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+__all__ = [
+    "BONA_FIDE",
+    "DEFAULT_MAX_PIXELS",
+    "LANDMARK_NAMES",
+    "OPTIONAL_COLUMNS",
+    "REQUIRED_COLUMNS",
+    "RESIZE_POLICIES",
+    "SPLITS",
+    "ImageBatchError",
+    "ImageLoadError",
+    "ImageLoadWarning",
+    "Manifest",
+    "ManifestError",
+    "check_image_batch",
+    "check_landmarks",
+    "load_image",
+    "load_images",
+    "read_manifest",
+    "write_manifest",
+]
+
+logger = logging.getLogger(__name__)
+
+BONA_FIDE = "Live"
+REQUIRED_COLUMNS: tuple[str, ...] = ("path", "label", "attack_type", "split", "subject")
+OPTIONAL_COLUMNS: tuple[str, ...] = ("landmarks",)
+SPLITS: tuple[str, ...] = ("train", "dev", "test")
+LANDMARK_NAMES: tuple[str, ...] = (
+    "left eye",
+    "right eye",
+    "nose",
+    "left mouth corner",
+    "right mouth corner",
+)
+RESIZE_POLICIES: tuple[str, ...] = ("resize", "center_crop", "error")
+
+#: Largest image (width * height) :func:`load_image` accepts unless ``max_pixels`` is given.
+#: Kept below PIL's own limit (``PIL.Image.MAX_IMAGE_PIXELS``), which still applies on top.
+DEFAULT_MAX_PIXELS = 1 << 26
+
+_DATAFRAME_SOURCE = "<DataFrame>"
+
+
+class ManifestError(ValueError):
+    """A manifest is malformed or inconsistent; the message names file, row and column."""
+
+
+class ImageLoadError(OSError):
+    """An image file cannot be read or does not meet the requested policy."""
+
+
+class ImageBatchError(ValueError):
+    """A batch of images is not a BCHW float tensor with 3 channels and values in [0, 1]."""
+
+
+class ImageLoadWarning(UserWarning):
+    """An image was converted (mode, aspect ratio) while loading."""
+
+
+# --------------------------------------------------------------------------- manifest
+
+
+@dataclass(frozen=True, eq=False)
+class Manifest:
+    """A validated manifest: a DataFrame plus the folder its paths are relative to.
+
+    The frame's index holds the 1-based data row of each row in the source, so messages
+    still name the right row after :meth:`split` or :meth:`filter`.
+
+    Attributes:
+        frame: One row per image; ``label`` is int64, the other required columns are str.
+        root: Absolute folder that relative paths are resolved against.
+        source: The manifest file (or ``"<DataFrame>"``), used in messages.
+    """
+
+    frame: pd.DataFrame
+    root: Path
+    source: str = _DATAFRAME_SOURCE
+
+    @classmethod
+    def from_frame(
+        cls,
+        frame: pd.DataFrame,
+        root: str | os.PathLike[str],
+        *,
+        check_files: bool = True,
+        allow_outside_root: bool = False,
+        source: str = _DATAFRAME_SOURCE,
+    ) -> Manifest:
+        """Validate a DataFrame with the manifest columns.
+
+        Args:
+            frame: Table with at least the columns in :data:`REQUIRED_COLUMNS`.
+            root: Folder that relative paths are resolved against.
+            check_files: Check that every image file exists.
+            allow_outside_root: Accept absolute paths and paths leaving ``root``.
+            source: Name used in error messages.
+
+        Returns:
+            The validated manifest (a cleaned copy of ``frame``).
+
+        Raises:
+            ManifestError: On the first problem found, naming row and column.
+        """
+        root_path = Path(os.path.abspath(root))
+        clean = _validate(
+            frame,
+            root_path,
+            source,
+            is_file=source != _DATAFRAME_SOURCE,
+            check_files=check_files,
+            allow_outside_root=allow_outside_root,
+        )
+        return cls(clean, root_path, source)
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def __repr__(self) -> str:
+        counts = self.frame["split"].value_counts().to_dict() if len(self) else {}
+        return f"Manifest({self.source!r}, rows={len(self)}, splits={counts})"
+
+    @property
+    def paths(self) -> list[Path]:
+        """Absolute, normalised image paths."""
+        return [_absolute(self.root, p) for p in self.frame["path"]]
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Labels as an int64 array [N] (1 = live, 0 = attack)."""
+        return self.frame["label"].to_numpy(dtype=np.int64)
+
+    @property
+    def attack_types(self) -> np.ndarray:
+        """Attack types as an object array [N] of str (``"Live"`` for bona fide)."""
+        return self.frame["attack_type"].to_numpy(dtype=object)
+
+    @property
+    def subjects(self) -> np.ndarray:
+        """Subject ids as an object array [N] of str."""
+        return self.frame["subject"].to_numpy(dtype=object)
+
+    @property
+    def landmarks(self) -> np.ndarray | None:
+        """Landmarks as float32 [N, 5, 2] (x, y), or None without a ``landmarks`` column."""
+        if "landmarks" not in self.frame.columns:
+            return None
+        values = [np.asarray(s.split(), dtype=np.float32) for s in self.frame["landmarks"]]
+        if not values:
+            return np.zeros((0, 5, 2), dtype=np.float32)
+        return np.stack(values).reshape(-1, 5, 2)
+
+    def split(self, name: str) -> Manifest:
+        """Rows of one split.
+
+        Args:
+            name: ``"train"``, ``"dev"`` or ``"test"``.
+
+        Returns:
+            A manifest with the rows of that split.
+
+        Raises:
+            ManifestError: If the name is unknown or the split has no rows.
+        """
+        if name not in SPLITS:
+            raise ManifestError(f"{self.source}: unknown split {name!r}; expected one of {SPLITS}")
+        part = self.filter(self.frame["split"].to_numpy() == name)
+        if len(part) == 0:
+            raise ManifestError(f"{self.source}: split {name!r} has no rows")
+        return part
+
+    def filter(self, mask: np.ndarray | pd.Series | Sequence[bool]) -> Manifest:
+        """Rows where ``mask`` is true (may be empty).
+
+        Args:
+            mask: Boolean mask of length ``len(self)``.
+
+        Returns:
+            A manifest with the selected rows.
+        """
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != (len(self),):
+            raise ValueError(f"mask has shape {mask.shape}; expected ({len(self)},)")
+        return Manifest(self.frame.loc[mask].copy(), self.root, self.source)
+
+    def leave_out(self, attack_type: str) -> Manifest:
+        """All rows except those of one attack type (for unseen-attack protocols).
+
+        Args:
+            attack_type: The attack type to remove.
+
+        Returns:
+            A manifest without that attack type.
+
+        Raises:
+            ManifestError: If no row has that attack type.
+        """
+        types = self.frame["attack_type"].to_numpy()
+        if not (types == attack_type).any():
+            known = sorted(set(types.tolist()))
+            raise ManifestError(
+                f"{self.source}: no rows with attack_type {attack_type!r}; found {known}"
+            )
+        return self.filter(types != attack_type)
+
+
+def read_manifest(
+    path: str | os.PathLike[str],
+    *,
+    check_files: bool = True,
+    allow_outside_root: bool = False,
+) -> Manifest:
+    """Read and validate a manifest CSV.
+
+    Args:
+        path: The CSV file; image paths are relative to its folder.
+        check_files: Check that every image file exists.
+        allow_outside_root: Accept absolute image paths and paths that leave the manifest's
+            folder (via ``..`` or symlinks).
+
+    Returns:
+        The validated manifest.
+
+    Raises:
+        FileNotFoundError: If the manifest file does not exist.
+        ManifestError: If the CSV cannot be parsed or fails validation.
+    """
+    path = Path(os.path.abspath(path))
+    if not path.is_file():
+        raise FileNotFoundError(f"manifest file not found: {path}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(
+                path,
+                dtype=str,
+                keep_default_na=False,
+                na_filter=False,
+                index_col=False,
+                encoding="utf-8-sig",
+                skipinitialspace=True,
+            )
+    except pd.errors.ParserWarning as exc:
+        raise ManifestError(f"{path}: a row has more fields than the header: {exc}") from exc
+    except pd.errors.EmptyDataError as exc:
+        raise ManifestError(f"{path}: manifest file is empty (no header line)") from exc
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise ManifestError(f"{path}: cannot parse CSV: {exc}") from exc
+    manifest = Manifest.from_frame(
+        frame,
+        path.parent,
+        check_files=check_files,
+        allow_outside_root=allow_outside_root,
+        source=str(path),
+    )
+    logger.debug("read %r", manifest)
+    return manifest
+
+
+def write_manifest(manifest_or_df: Manifest | pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    """Write a manifest CSV atomically (temp file in the same folder, then ``os.replace``).
+
+    A :class:`Manifest` has its paths rewritten relative to the new file's folder. A DataFrame
+    is validated (without file checks) and written as is.
+
+    Args:
+        manifest_or_df: The manifest, or a DataFrame with the manifest columns.
+        path: Destination CSV file; its folder must exist.
+
+    Raises:
+        ManifestError: If a DataFrame fails validation.
+    """
+    path = Path(os.path.abspath(path))
+    folder = path.parent
+    if isinstance(manifest_or_df, Manifest):
+        frame = manifest_or_df.frame.copy()
+        if manifest_or_df.root != folder:
+            frame["path"] = [_relative_or_absolute(p, folder) for p in manifest_or_df.paths]
+    else:
+        frame = _validate(
+            manifest_or_df,
+            folder,
+            _DATAFRAME_SOURCE,
+            is_file=False,
+            check_files=False,
+            allow_outside_root=True,
+        )
+    outside = sum(_is_outside(p) for p in frame["path"])
+    if outside:
+        logger.warning(
+            "%s: %d image path(s) lie outside the manifest's folder; read it back with "
+            "allow_outside_root=True",
+            path,
+            outside,
+        )
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        os.chmod(tmp, mode)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            frame.to_csv(handle, index=False)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    logger.debug("wrote %d rows to %s", len(frame), path)
+
+
+def check_landmarks(manifest: Manifest) -> None:
+    """Check that every landmark lies inside its image (reads image headers only).
+
+    Args:
+        manifest: A manifest; nothing is checked without a ``landmarks`` column.
+
+    Raises:
+        ManifestError: If a landmark lies outside its image.
+        ImageLoadError: If an image header cannot be read.
+    """
+    points = manifest.landmarks
+    if points is None:
+        return
+    for row, file, pts in zip(manifest.frame.index, manifest.paths, points, strict=True):
+        try:
+            with Image.open(file) as im:
+                width, height = im.size
+        except Exception as exc:  # PIL raises many types on bad files
+            raise ImageLoadError(f"{file}: cannot read image size: {exc}") from exc
+        inside = (pts[:, 0] >= 0) & (pts[:, 0] <= width) & (pts[:, 1] >= 0) & (pts[:, 1] <= height)
+        if not inside.all():
+            k = int(np.flatnonzero(~inside)[0])
+            where = _where(manifest.source, manifest.source != _DATAFRAME_SOURCE, row, "landmarks")
+            raise ManifestError(
+                f"{where}: {LANDMARK_NAMES[k]} at ({pts[k, 0]:g}, {pts[k, 1]:g}) lies outside "
+                f"the {width}x{height} image {file}"
+            )
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _where(source: str, is_file: bool, row: int, column: str | None) -> str:
+    text = f"{source}: row {row}" + (f" (line {row + 1})" if is_file else "")
+    return text + (f", column '{column}'" if column else "")
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, list | tuple | np.ndarray):
+        return " ".join(repr(float(v)) for v in np.asarray(value, dtype=float).ravel())
+    if value is None or pd.isna(value):
+        return ""
+    return str(value).strip()
+
+
+def _absolute(root: Path, path: str) -> Path:
+    return Path(os.path.normpath(os.path.join(root, path)))
+
+
+def _relative_or_absolute(path: Path, folder: Path) -> str:
+    try:
+        return Path(os.path.relpath(path, folder)).as_posix()
+    except ValueError:  # different drive on Windows
+        return str(path)
+
+
+def _is_outside(path: str) -> bool:
+    return os.path.isabs(path) or Path(os.path.normpath(path)).parts[:1] == ("..",)
+
+
+def _validate(
+    frame: pd.DataFrame,
+    root: Path,
+    source: str,
+    *,
+    is_file: bool,
+    check_files: bool,
+    allow_outside_root: bool,
+) -> pd.DataFrame:
+    """Return a cleaned copy of ``frame`` or raise ManifestError on the first problem."""
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"expected a pandas DataFrame, got {type(frame).__name__}")
+    frame = frame.copy()
+    frame.columns = [str(c).strip() for c in frame.columns]
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ManifestError(
+            f"{source}: missing required column(s) {missing}; found columns "
+            f"{list(frame.columns)}; required: {list(REQUIRED_COLUMNS)}"
+        )
+    if len(frame) == 0:
+        raise ManifestError(f"{source}: manifest has no data rows")
+    frame.index = pd.RangeIndex(1, len(frame) + 1)
+    text_columns = [c for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS) if c in frame.columns]
+    for column in text_columns:
+        frame[column] = frame[column].map(_cell).astype(object)
+
+    def fail(bad: pd.Series | np.ndarray, column: str | None, message: str) -> None:
+        rows = frame.index[np.asarray(bad, dtype=bool)]
+        if len(rows):
+            more = f" ({len(rows) - 1} more row(s) like this)" if len(rows) > 1 else ""
+            row = int(rows[0])
+            value = frame.at[row, column] if column else None
+            message = message.replace("{value!r}", repr(value))
+            raise ManifestError(f"{_where(source, is_file, row, column)}: {message}{more}")
+
+    # label
+    numeric = pd.to_numeric(frame["label"], errors="coerce")
+    fail(~numeric.isin([0, 1]), "label", "label {value!r} is not 0 or 1 (1 = live, 0 = attack)")
+    frame["label"] = numeric.astype(np.int64)
+    # attack_type and its consistency with label
+    attack = frame["attack_type"]
+    fail(attack == "", "attack_type", f"empty attack_type (use {BONA_FIDE!r} for bona fide)")
+    live = frame["label"] == 1
+    fail(
+        live & (attack != BONA_FIDE),
+        "attack_type",
+        f"label 1 (bona fide) requires attack_type {BONA_FIDE!r}, got {{value!r}}",
+    )
+    fail(
+        ~live & (attack.str.lower() == BONA_FIDE.lower()),
+        "attack_type",
+        "label 0 (attack) with attack_type {value!r}; attack rows need the attack's name",
+    )
+    # split, subject
+    fail(~frame["split"].isin(SPLITS), "split", f"unknown split {{value!r}}; expected {SPLITS}")
+    fail(frame["subject"] == "", "subject", "empty subject id")
+    # paths
+    paths = frame["path"]
+    fail(paths == "", "path", "empty path")
+    if not allow_outside_root:
+        fail(
+            paths.map(os.path.isabs),
+            "path",
+            "absolute path {value!r} refused; use a path relative to the manifest's folder "
+            "or allow_outside_root=True",
+        )
+        real_root = root.resolve()
+        escapes = [not _absolute(root, p).resolve().is_relative_to(real_root) for p in paths]
+        fail(
+            escapes,
+            "path",
+            f"path {{value!r}} leaves the manifest's folder {real_root} (via '..' or a "
+            "symlink); pass allow_outside_root=True to accept it",
+        )
+    absolute = [str(_absolute(root, p)) for p in paths]
+    duplicated = pd.Series(absolute, index=frame.index).duplicated(keep=False)
+    if duplicated.any():
+        first = absolute[int(np.flatnonzero(duplicated.to_numpy())[0])]
+        rows = [r for r, a in zip(frame.index, absolute, strict=True) if a == first]
+        fail(
+            frame.index == rows[-1],
+            "path",
+            f"duplicate path {{value!r}}: rows {', '.join(map(str, rows))} refer to {first}",
+        )
+    # subject leakage across splits
+    per_subject = frame.groupby("subject", sort=False)["split"].nunique()
+    leaking = per_subject[per_subject > 1]
+    if len(leaking):
+        subject = leaking.index[0]
+        rows = frame[frame["subject"] == subject]
+        where = ", ".join(
+            f"{split} ({'rows' if len(group) > 1 else 'row'} "
+            f"{', '.join(map(str, group.index[:5]))}{', ...' if len(group) > 5 else ''})"
+            for split, group in rows.groupby("split", sort=False)
+        )
+        raise ManifestError(
+            f"{source}: subject leakage, column 'subject': subject {subject!r} appears in "
+            f"{rows['split'].nunique()} splits: {where}; each subject must be in one split "
+            f"({len(leaking)} leaking subject(s) in total)"
+        )
+    # landmarks
+    if "landmarks" in frame.columns:
+        for row, text in frame["landmarks"].items():
+            problem = _landmark_problem(text)
+            if problem:
+                raise ManifestError(f"{_where(source, is_file, row, 'landmarks')}: {problem}")
+    # files last: the slow part
+    if check_files:
+        missing_files = [not Path(a).is_file() for a in absolute]
+        if any(missing_files):
+            k = missing_files.index(True)
+            fail(
+                missing_files,
+                "path",
+                f"image file not found: {absolute[k]} (path {{value!r}})",
+            )
+    return frame
+
+
+def _landmark_problem(text: str) -> str | None:
+    parts = text.split()
+    expected = "expected 10 numbers 'x1 y1 ... x5 y5' separated by spaces"
+    if len(parts) != 10:
+        return f"{expected}, got {len(parts)} value(s) in {text!r}"
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        return f"{expected}; {text!r} holds a value that is not a number"
+    if not all(math.isfinite(v) for v in values):
+        return f"{expected}; {text!r} holds a non-finite value"
+    return None
+
+
+# --------------------------------------------------------------------------- images
+
+
+_SIXTEEN_BIT = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
+
+
+def _decode(
+    path: Path, max_pixels: int | None, size: int | None, resize: str
+) -> tuple[np.ndarray, str | None, tuple[int, int]]:
+    """Open, check and decode one image into an RGB HWC array (uint8 or float32)."""
+    limit = DEFAULT_MAX_PIXELS if max_pixels is None else int(max_pixels)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+    except FileNotFoundError as exc:
+        raise ImageLoadError(f"{path}: image file not found") from exc
+    except Image.DecompressionBombError as exc:
+        raise ImageLoadError(
+            f"{path}: refused as a possible decompression bomb ({exc}); PIL's global limit "
+            "PIL.Image.MAX_IMAGE_PIXELS applies on top of max_pixels"
+        ) from exc
+    except MemoryError:
+        raise
+    except Exception as exc:  # UnidentifiedImageError, SyntaxError, struct.error, ...
+        raise ImageLoadError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from exc
+    with im:
+        width, height = im.size
+        if width <= 0 or height <= 0:
+            raise ImageLoadError(f"{path}: image has no pixels ({width}x{height})")
+        if width * height > limit:
+            raise ImageLoadError(
+                f"{path}: {width}x{height} = {width * height} pixels exceeds max_pixels={limit}; "
+                "refused as a possible decompression bomb (pass a larger max_pixels if the "
+                "image is genuine)"
+            )
+        if resize == "error" and size is not None and (width, height) != (size, size):
+            raise ImageLoadError(
+                f"{path}: image is {width}x{height}, expected {size}x{size} (resize='error')"
+            )
+        mode = im.mode
+        has_alpha = "A" in mode or "a" in mode or "transparency" in im.info
+        try:
+            im.load()
+            if mode == "RGB":
+                array = np.array(im)
+            elif mode in _SIXTEEN_BIT:
+                gray = np.asarray(im).astype(np.float32) / 65535.0
+                array = np.repeat(np.clip(gray, 0.0, 1.0)[..., None], 3, axis=2)
+            elif mode == "F":
+                raise ImageLoadError(f"{path}: unsupported image mode 'F' (32-bit float)")
+            else:
+                rgb = im.convert("RGBA").convert("RGB") if has_alpha else im.convert("RGB")
+                array = np.array(rgb)
+        except ImageLoadError:
+            raise
+        except MemoryError:
+            raise
+        except Exception as exc:  # truncated data, broken streams, decoder errors
+            raise ImageLoadError(
+                f"{path}: cannot decode image ({type(exc).__name__}: {exc})"
+            ) from exc
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise ImageLoadError(f"{path}: decoded to an unexpected shape {array.shape}")
+    note = None
+    if mode != "RGB":
+        note = mode + (", alpha dropped" if has_alpha else "")
+    return array, note, (width, height)
+
+
+def _to_tensor(array: np.ndarray, size: int | None, resize: str) -> tuple[torch.Tensor, bool]:
+    """HWC array to CHW float32 in [0, 1], cropped/resized; also says if it was non-square."""
+    if array.dtype == np.uint8:
+        image = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float() / 255.0
+    else:
+        image = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).permute(2, 0, 1)
+    height, width = image.shape[1:]
+    non_square = height != width
+    if size is None or resize == "error":
+        return image.contiguous(), False
+    if resize == "center_crop" and non_square:
+        side = min(height, width)
+        top, left = (height - side) // 2, (width - side) // 2
+        image = image[:, top : top + side, left : left + side]
+    if tuple(image.shape[1:]) != (size, size):
+        image = F.interpolate(
+            image[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        )[0].clamp_(0.0, 1.0)
+    return image.contiguous(), non_square and resize == "resize"
+
+
+def _check_policy(size: int | None, resize: str) -> None:
+    if resize not in RESIZE_POLICIES:
+        raise ValueError(f"unknown resize policy {resize!r}; expected one of {RESIZE_POLICIES}")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size <= 0):
+        raise ValueError(f"size must be a positive int or None, got {size!r}")
+
+
+def load_image(
+    path: str | os.PathLike[str],
+    *,
+    size: int | None,
+    resize: str = "resize",
+    max_pixels: int | None = None,
+) -> torch.Tensor:
+    """Load one image as an RGB float32 tensor in [0, 1].
+
+    Grayscale, palette, alpha and 16-bit images are converted to RGB with one
+    :class:`ImageLoadWarning` naming the file and its mode.
+
+    Args:
+        path: Image file.
+        size: Output side length, or None to keep the image's size.
+        resize: ``"resize"`` (bilinear with antialias to size x size; warns if the image is
+            not square), ``"center_crop"`` (crop the central square, then resize) or
+            ``"error"`` (raise unless the image is already size x size).
+        max_pixels: Largest accepted width * height; None uses :data:`DEFAULT_MAX_PIXELS`.
+
+    Returns:
+        Tensor [3, H, W] (H = W = size when size is given), float32 in [0, 1].
+
+    Raises:
+        ImageLoadError: If the file is missing, unreadable, truncated, too large, or of the
+            wrong size under ``resize="error"``.
+    """
+    _check_policy(size, resize)
+    path = Path(path)
+    array, note, (width, height) = _decode(path, max_pixels, size, resize)
+    if note:
+        warnings.warn(f"{path}: mode {note} converted to RGB", ImageLoadWarning, stacklevel=2)
+    image, distorted = _to_tensor(array, size, resize)
+    if distorted:
+        warnings.warn(
+            f"{path}: {width}x{height} is not square; resizing to {size}x{size} distorts the "
+            "aspect ratio (use resize='center_crop' to keep it)",
+            ImageLoadWarning,
+            stacklevel=2,
+        )
+    return image
+
+
+def load_images(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    size: int | None,
+    resize: str = "resize",
+    max_pixels: int | None = None,
+) -> torch.Tensor:
+    """Load images into one batch; conversion warnings are grouped into one per kind.
+
+    Args:
+        paths: Image files.
+        size: Output side length; None requires all images to have the same size.
+        resize: Resize policy, as in :func:`load_image`.
+        max_pixels: Largest accepted width * height per image, as in :func:`load_image`.
+
+    Returns:
+        Tensor [N, 3, S, S] float32 in [0, 1].
+
+    Raises:
+        ImageLoadError: As :func:`load_image`, for the first failing file.
+        ValueError: If ``size`` is None and the images differ in size, or no paths with
+            ``size`` None.
+    """
+    _check_policy(size, resize)
+    paths = [Path(p) for p in paths]
+    if not paths:
+        if size is None:
+            raise ValueError("no paths given and size is None: cannot infer the batch shape")
+        return torch.empty(0, 3, size, size)
+    converted: list[str] = []
+    distorted: list[str] = []
+    batch: torch.Tensor | None = None
+    for i, path in enumerate(paths):
+        array, note, (width, height) = _decode(path, max_pixels, size, resize)
+        image, was_distorted = _to_tensor(array, size, resize)
+        if note:
+            converted.append(f"{path} ({note})")
+        if was_distorted:
+            distorted.append(f"{path} ({width}x{height})")
+        if batch is None:
+            batch = torch.empty(len(paths), *image.shape)
+        elif image.shape != batch.shape[1:]:
+            raise ValueError(
+                f"{path}: image is {image.shape[2]}x{image.shape[1]} but {paths[0]} is "
+                f"{batch.shape[3]}x{batch.shape[2]}; pass size= to resize them"
+            )
+        batch[i] = image
+    for found, what in (
+        (converted, "converted to RGB"),
+        (distorted, f"not square, resized to {size}x{size} (aspect ratio distorted)"),
+    ):
+        if found:
+            listed = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
+            warnings.warn(
+                f"{len(found)} of {len(paths)} images {what}: {listed}",
+                ImageLoadWarning,
+                stacklevel=2,
+            )
+    assert batch is not None
+    return batch
+
+
+def check_image_batch(images: torch.Tensor, *, name: str = "images") -> None:
+    """Check a detector's input: a [B, 3, H, W] float tensor, finite, with values in [0, 1].
+
+    One fused min/max reduction on the happy path; details are computed only on failure.
+
+    Args:
+        images: The batch.
+        name: Name used in messages.
+
+    Raises:
+        ImageBatchError: Naming what is wrong (shape, dtype, range with min/max, or the count
+            and first batch index of NaN/Inf values).
+    """
+    if not isinstance(images, torch.Tensor):
+        raise ImageBatchError(f"{name}: expected a torch.Tensor, got {type(images).__name__}")
+    if images.ndim != 4:
+        raise ImageBatchError(
+            f"{name}: expected a 4-D tensor [B, 3, H, W], got shape {tuple(images.shape)}"
+        )
+    if not images.is_floating_point():
+        raise ImageBatchError(
+            f"{name}: expected a floating-point tensor in [0, 1], got {images.dtype}"
+            + (" (divide uint8 images by 255)" if images.dtype == torch.uint8 else "")
+        )
+    if images.shape[1] != 3:
+        raise ImageBatchError(
+            f"{name}: expected 3 (RGB) channels in dim 1 of [B, 3, H, W], got shape "
+            f"{tuple(images.shape)}"
+        )
+    if images.numel() == 0:
+        return
+    low, high = torch.aminmax(images.detach())
+    if bool((low >= 0) & (high <= 1)):  # False for NaN
+        return
+    flat = images.detach().reshape(images.shape[0], -1)
+    finite = torch.isfinite(flat)
+    if not bool(finite.all()):
+        bad = ~finite
+        count = int(bad.sum())
+        first = int(bad.any(dim=1).nonzero()[0, 0])
+        raise ImageBatchError(
+            f"{name}: {count} non-finite value(s) (NaN/Inf); first in batch index {first}"
+        )
+    outside = ((flat < 0) | (flat > 1)).any(dim=1)
+    first = int(outside.nonzero()[0, 0])
+    raise ImageBatchError(
+        f"{name}: values must lie in [0, 1]; found min {float(low):.6g}, max {float(high):.6g} "
+        f"(first out-of-range image: batch index {first})"
+    )

@@ -1,0 +1,203 @@
+"""The FaceCat detector: frozen diffusion features -> fusion -> head -> text-aligned logits."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from facecat.checkpoints import load_state_dict_file, load_strict, state_digest
+from facecat.config import FaceCatConfig
+from facecat.diffusion import GaussianDiffusion
+from facecat.features import DiffusionFeatureExtractor, unflatten_features
+from facecat.fusion import create_fusion
+from facecat.head import EmbeddingHead
+from facecat.manifest import check_image_batch
+from facecat.registry import pick_device, register_kind
+from facecat.text import class_weights, cosine_logits, create_text_encoder, load_prompt_set
+from facecat.unet import UNet
+
+log = logging.getLogger(__name__)
+
+REAL = 1
+FAKE = 0
+
+
+class FaceCat(nn.Module):
+    """Unified face anti-spoofing and adversarial-face detector.
+
+    Args:
+        config: the detector configuration.
+        class_weights: (2, D) unit text embeddings, rows [fake, real]; required when
+            ``config.text_guided``. Without text guidance a linear classifier over a 512-d
+            embedding is used instead (the "w/o TG" ablation).
+
+    Example:
+        >>> detector = create_detector("facecat-tiny")  # doctest: +SKIP
+        >>> detector.scores(torch.rand(4, 3, 32, 32)).shape  # doctest: +SKIP
+        torch.Size([4])
+    """
+
+    def __init__(self, config: FaceCatConfig, class_weights: Tensor | None = None) -> None:
+        super().__init__()
+        self.config = config
+        unet = UNet(config.unet)
+        self.extractor = DiffusionFeatureExtractor(
+            unet, GaussianDiffusion(config.diffusion_steps), config.features
+        )
+        self.fusion = create_fusion(config.fusion, self.extractor.block_shapes())
+        if config.text_guided:
+            if class_weights is None or class_weights.ndim != 2 or class_weights.shape[0] != 2:
+                raise ValueError(
+                    "a text-guided FaceCat needs class_weights of shape (2, D), rows [fake, real]"
+                )
+            embed_dim = class_weights.shape[1]
+            self.register_buffer("class_weights", class_weights.float().clone())
+            self.classifier = None
+        else:
+            embed_dim = 512
+            self.class_weights = None
+            self.classifier = nn.Linear(embed_dim, 2)
+        self.head = EmbeddingHead(self.fusion.out_channels, embed_dim)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def image_size(self) -> int:
+        return self.config.image_size
+
+    def provenance(self) -> dict[str, Any]:
+        """Where the backbone came from and its digest, stored in saved detector files."""
+        return {
+            "backbone_source": getattr(self, "backbone_source", "unknown"),
+            "backbone_sha256": self.backbone_digest(),
+        }
+
+    def backbone_digest(self) -> str:
+        """SHA-256 of the frozen UNet's weights (computed once; the backbone never changes)."""
+        if getattr(self, "_backbone_digest", None) is None:
+            self._backbone_digest = state_digest(self.extractor.unet.state_dict())
+        return self._backbone_digest
+
+    def trainable_modules(self) -> nn.ModuleDict:
+        """The parts that training updates (the diffusion backbone stays frozen)."""
+        parts = {"fusion": self.fusion, "head": self.head}
+        if self.classifier is not None:
+            parts["classifier"] = self.classifier
+        return nn.ModuleDict(parts)
+
+    def logits_from_features(self, features: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+        """Logits and embeddings from extracted block features.
+
+        Returns:
+            ``(logits (B, 2) with columns [fake, real], embeddings (B, D))``.
+        """
+        embeddings = self.head(self.fusion(features))
+        if self.classifier is not None:
+            return self.classifier(embeddings), embeddings
+        return cosine_logits(embeddings, self.class_weights, self.config.text.logit_scale), embeddings
+
+    def logits_from_rows(self, rows: Tensor) -> tuple[Tensor, Tensor]:
+        """Like :meth:`logits_from_features` for flattened cache rows (B, D_features)."""
+        return self.logits_from_features(unflatten_features(rows, self.extractor.block_shapes()))
+
+    def forward(self, images: Tensor, differentiable: bool = False) -> Tensor:
+        """Two-class logits [fake, real] for images in [0, 1].
+
+        Shape:
+            (B, 3, S, S) -> (B, 2)
+        """
+        features = self.extractor(images, differentiable=differentiable)
+        return self.logits_from_features(features)[0]
+
+    def scores(self, images: Tensor) -> Tensor:
+        """P(real) for a batch of RGB images in [0, 1].
+
+        Shape:
+            (B, 3, S, S) -> (B,)
+        """
+        check_image_batch(images)
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                return self(images).softmax(dim=1)[:, REAL]
+        finally:
+            self.train(was_training)
+
+
+@functools.lru_cache(maxsize=8)
+def _text_class_weights(backend: str, model: str, prompts: str, weights: str | None) -> Tensor:
+    options = {"model_name": model, "weights": weights} if backend == "clip" else {}
+    encoder = create_text_encoder(backend, **options)
+    return class_weights(encoder, load_prompt_set(prompts))
+
+
+@register_kind("facecat")
+class FaceCatKind:
+    """Builds :class:`FaceCat` detectors for the registry."""
+
+    def create(
+        self,
+        config: dict[str, Any],
+        *,
+        unet_weights: str | Path | None = None,
+        text_weights: str | Path | None = None,
+        resnet_weights: str | Path | None = None,
+        seed: int = 0,
+        device: str | torch.device | None = None,
+    ) -> FaceCat:
+        """A fresh detector; class weights come from the configured text encoder.
+
+        Args:
+            config: config dict (see ``facecat/configs/detectors``).
+            unet_weights: guided-diffusion UNet checkpoint, loaded strictly.
+            text_weights: CLIP weights file (clip backend only).
+            resnet_weights: torchvision ResNet-18 ImageNet state dict for the head.
+            seed: seed of the head's random initialisation.
+            device: where the detector lives.
+        """
+        cfg = FaceCatConfig.from_dict(config)
+        weights = None
+        if cfg.text_guided:
+            text = cfg.text
+            weights = _text_class_weights(
+                text.backend, text.model, text.prompts, None if text_weights is None else str(text_weights)
+            )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            detector = FaceCat(cfg, weights)
+        if unet_weights is None:
+            log.warning(
+                "%s: no UNet weights given; the diffusion backbone is randomly initialised",
+                cfg.name,
+            )
+            detector.backbone_source = "random"
+        else:
+            state = load_state_dict_file(unet_weights, what=f"UNet weights for {cfg.name}")
+            load_strict(detector.extractor.unet, state, source=f"{unet_weights} (config {cfg.name})")
+            detector.backbone_source = str(unet_weights)
+        if resnet_weights is not None:
+            detector.head.load_resnet18(resnet_weights)
+        return detector.to(pick_device(device))
+
+    def restore(
+        self,
+        config: dict[str, Any],
+        tensors: dict[str, Tensor],
+        *,
+        device: str | torch.device | None = None,
+    ) -> FaceCat:
+        """A detector rebuilt from a saved file's config and tensors (strict)."""
+        cfg = FaceCatConfig.from_dict(config)
+        detector = FaceCat(cfg, tensors.get("class_weights"))
+        load_strict(detector, tensors, source=f"detector tensors (config {cfg.name})")
+        detector.backbone_source = "file"
+        return detector.to(pick_device(device))

@@ -1,0 +1,162 @@
+"""Detector registry and the single-file detector format.
+
+Detectors are created by name from JSON configs shipped in the package
+(``create_detector("facecat-small")``), in the manner of open_clip's ``create_model``.
+Each config names a *kind*; a kind is a builder registered with :func:`register_kind`
+(FaceCat here; baselines register their own). A trained detector is saved in one
+safetensors file holding its tensors plus its config and metadata, and loads without
+unpickling anything.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import safetensors
+import safetensors.torch
+import torch
+from torch import Tensor, nn
+
+from facecat.checkpoints import CheckpointError, atomic_write
+from facecat.config import merge, packaged_config_names, read_config_dict
+
+log = logging.getLogger(__name__)
+
+FILE_FORMAT = "facecat-detector-v1"
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """What every suite needs from a detector: P(real) for images in [0, 1]."""
+
+    name: str
+
+    def scores(self, images: Tensor) -> Tensor: ...
+
+
+class DetectorKind(Protocol):
+    """Builds detectors of one kind from a config dict, fresh or from saved tensors."""
+
+    def create(self, config: dict[str, Any], **options: Any) -> nn.Module: ...
+
+    def restore(
+        self, config: dict[str, Any], tensors: dict[str, Tensor], **options: Any
+    ) -> nn.Module: ...
+
+
+_KINDS: dict[str, DetectorKind] = {}
+
+
+def register_kind(name: str) -> Callable[[type], type]:
+    """Class decorator registering a :class:`DetectorKind` under ``name``."""
+
+    def decorate(cls: type) -> type:
+        _KINDS[name] = cls()
+        return cls
+
+    return decorate
+
+
+def _kind(name: str) -> DetectorKind:
+    if name not in _KINDS:
+        raise KeyError(f"unknown detector kind {name!r}; registered: {sorted(_KINDS)}")
+    return _KINDS[name]
+
+
+def list_detectors() -> list[str]:
+    """Names accepted by :func:`create_detector`."""
+    return packaged_config_names()
+
+
+def create_detector(name: str, **overrides: Any) -> nn.Module:
+    """Create a detector from a packaged config name or a JSON config path.
+
+    Args:
+        name: e.g. "facecat-ffhq256", "facecat-small", or a path to a JSON config.
+        **overrides: config fields to replace (nested dicts merge, e.g.
+            ``features={"blocks": [5, 6]}``), plus the kind's options such as
+            ``unet_weights=``, ``text_weights=``, ``resnet_weights=``, ``seed=``.
+
+    Returns:
+        The detector module (in eval mode).
+    """
+    options = {k: overrides.pop(k) for k in list(overrides) if k in _OPTION_NAMES}
+    config = merge(read_config_dict(name), overrides)
+    detector = _kind(config.get("kind", "facecat")).create(config, **options)
+    return detector.eval()
+
+
+_OPTION_NAMES = {"unet_weights", "text_weights", "resnet_weights", "seed", "device"}
+
+
+def save_detector(
+    detector: nn.Module, path: str | Path, *, metadata: dict[str, Any] | None = None
+) -> None:
+    """Save a detector with its config in one safetensors file (written atomically)."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in detector.state_dict().items()}
+    header = {
+        "format": FILE_FORMAT,
+        "kind": detector.config.kind,
+        "config": json.dumps(detector.config.to_dict()),
+        "metadata": json.dumps(getattr(detector, "provenance", dict)() | (metadata or {})),
+    }
+    atomic_write(path, lambda tmp: safetensors.torch.save_file(tensors, str(tmp), header))
+
+
+def read_detector_header(path: str | Path) -> dict[str, Any]:
+    """Format, kind, config and metadata stored in a detector file (tensors not loaded)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"detector file not found: {path}")
+    try:
+        with safetensors.safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+            keys = list(handle.keys())
+    except Exception as error:  # safetensors raises its own error types
+        raise CheckpointError(
+            f"{path}: not a readable safetensors detector file: {str(error)[:200]}"
+        ) from error
+    if header.get("format") != FILE_FORMAT:
+        raise CheckpointError(
+            f"{path}: format {header.get('format')!r} is not {FILE_FORMAT!r}"
+        )
+    try:
+        config = json.loads(header["config"])
+        metadata = json.loads(header.get("metadata", "{}"))
+    except (KeyError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{path}: corrupted config/metadata header: {error}") from error
+    return {"kind": header["kind"], "config": config, "metadata": metadata, "keys": keys}
+
+
+def load_detector(path: str | Path, **options: Any) -> nn.Module:
+    """Load a detector saved by :func:`save_detector` (safetensors, no pickle).
+
+    Args:
+        path: the detector file.
+        **options: kind options, e.g. ``device=``.
+
+    Returns:
+        The detector in eval mode.
+    """
+    header = read_detector_header(path)
+    tensors = safetensors.torch.load_file(str(path), device="cpu")
+    try:
+        detector = _kind(header["kind"]).restore(header["config"], tensors, **options)
+    except CheckpointError as error:
+        raise CheckpointError(f"{path}: {error}") from error
+    detector.file_metadata = header["metadata"]
+    return detector.eval()
+
+
+def pick_device(device: str | torch.device | None) -> torch.device:
+    """Resolve a device argument; "cuda" without a GPU raises a clear error."""
+    if device is None:
+        return torch.device("cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' requested but no CUDA device is available")
+    return device

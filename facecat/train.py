@@ -1,0 +1,299 @@
+"""Training of FaceCat's head on a frozen backbone, with a feature cache and resume.
+
+The frozen diffusion features of the train and dev splits are extracted once into the
+:class:`~facecat.cache.FeatureCache` and reused every epoch (the authors' release re-extracts
+them every epoch; ``use_cache=False`` reproduces that for comparison). After every epoch the
+dev split is scored, the epoch with the lowest dev EER is kept (the test split never picks
+an epoch), and a checkpoint is written atomically so an interrupted run resumes where it
+stopped and reaches the same result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from facecat import metrics
+from facecat.cache import FeatureCache, ImageFiles
+from facecat.checkpoints import CheckpointError, atomic_write
+from facecat.config import TrainConfig
+from facecat.losses import facecat_loss
+from facecat.manifest import Manifest
+from facecat.model import REAL, FaceCat
+from facecat.registry import save_detector
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "checkpoint.pt"
+DETECTOR_NAME = "detector.safetensors"
+HISTORY_NAME = "history.csv"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Outcome of :func:`train_facecat`."""
+
+    detector_path: Path
+    best_epoch: int
+    best_dev_eer: float
+    history: pd.DataFrame
+
+
+class FeatureSource:
+    """Yields fused-model inputs for a split, from the cache or by re-extracting.
+
+    Args:
+        rows: cached feature rows (N, D), or None to re-extract every time.
+        images: the split's image files (used when ``rows`` is None).
+        detector: the detector whose extractor produces features.
+        device: where tensors go.
+    """
+
+    def __init__(
+        self, rows: np.ndarray | None, images: ImageFiles, detector: FaceCat, device: torch.device
+    ) -> None:
+        self.rows = rows
+        self.images = images
+        self.detector = detector
+        self.device = device
+
+    def batch(self, indices: np.ndarray) -> tuple[Tensor, Tensor]:
+        """Logits and embeddings of the given samples under the detector's current head."""
+        if self.rows is not None:
+            rows = torch.from_numpy(np.ascontiguousarray(self.rows[np.sort(indices)]))
+            order = np.argsort(np.argsort(indices))
+            return self.detector.logits_from_rows(rows[order].float().to(self.device))
+        images = torch.stack([self.images[i] for i in indices]).to(self.device)
+        return self.detector.logits_from_features(self.detector.extractor(images))
+
+
+def _batches(n: int, batch_size: int, order: np.ndarray | None = None) -> Iterator[np.ndarray]:
+    order = np.arange(n) if order is None else order
+    for start in range(0, n, batch_size):
+        yield order[start : start + batch_size]
+
+
+def score_source(source: FeatureSource, n: int, batch_size: int) -> np.ndarray:
+    """P(real) for every sample of a split, in eval mode without gradients."""
+    model = source.detector.trainable_modules()
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            parts = [
+                source.batch(idx)[0].softmax(dim=1)[:, REAL].cpu().numpy()
+                for idx in _batches(n, batch_size)
+            ]
+    finally:
+        model.train(was_training)
+    return np.concatenate(parts)
+
+
+def _run_key(detector: FaceCat, train: Manifest, dev: Manifest, config: TrainConfig, seed: int) -> str:
+    description = {
+        "config": detector.config.to_dict(),
+        "train": config.__dict__,
+        "seed": seed,
+        "backbone": detector.backbone_digest(),
+        "train_paths": [str(p) for p in train.paths],
+        "dev_paths": [str(p) for p in dev.paths],
+    }
+    return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()
+
+
+def train_facecat(
+    detector: FaceCat,
+    train: Manifest,
+    dev: Manifest,
+    out_dir: str | Path,
+    *,
+    config: TrainConfig | None = None,
+    cache_dir: str | Path | None = None,
+    use_cache: bool = True,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    resume: bool = True,
+    progress: bool = True,
+    on_epoch_end: Callable[[int], None] | None = None,
+) -> TrainResult:
+    """Train the fusion and head of ``detector`` and save the best-on-dev detector.
+
+    Args:
+        detector: a FaceCat detector (backbone frozen).
+        train: training split (both classes required).
+        dev: development split for model selection (both classes required).
+        out_dir: receives ``checkpoint.pt``, ``history.csv`` and ``detector.safetensors``.
+        config: optimiser and schedule; defaults to the detector config's ``train``.
+        cache_dir: feature cache folder (default ``out_dir/feature-cache``).
+        use_cache: reuse extracted features across epochs (False re-extracts each epoch).
+        seed: seed of the batch order.
+        device: where training runs.
+        resume: continue from ``out_dir/checkpoint.pt`` when it belongs to the same run.
+        progress: show progress bars.
+        on_epoch_end: called with the epoch number after its checkpoint is written.
+
+    Returns:
+        The saved detector path, the selected epoch, its dev EER and the per-epoch history.
+    """
+    config = config or detector.config.train
+    out_dir = Path(out_dir)
+    device = torch.device(device)
+    for split_name, split in (("train", train), ("dev", dev)):
+        labels = split.labels
+        if len(split) == 0 or labels.min() == labels.max():
+            raise ValueError(
+                f"{split_name} split needs bona fide and attack samples; got {len(split)} "
+                f"samples with labels {sorted(set(labels.tolist()))}"
+            )
+    detector.to(device)
+    size = detector.image_size
+    train_images = ImageFiles(train.paths, size)
+    dev_images = ImageFiles(dev.paths, size)
+    if use_cache:
+        cache = FeatureCache(cache_dir or out_dir / "feature-cache")
+        digest = detector.backbone_digest()
+
+        def cached(images: ImageFiles) -> np.ndarray:
+            return cache.features(
+                detector.extractor, digest, images, batch_size=config.batch_size,
+                device=device, progress=progress,
+            )
+
+        train_rows, dev_rows = cached(train_images), cached(dev_images)
+    else:
+        train_rows = dev_rows = None
+    train_source = FeatureSource(train_rows, train_images, detector, device)
+    dev_source = FeatureSource(dev_rows, dev_images, detector, device)
+    train_labels = torch.tensor(train.labels, dtype=torch.long)
+
+    model = detector.trainable_modules()
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum,
+        weight_decay=config.weight_decay,
+    )
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    run_key = _run_key(detector, train, dev, config, seed)
+    state = {"epoch": 0, "best_epoch": 0, "best_eer": math.inf, "best_model": None, "history": []}
+    checkpoint_path = out_dir / CHECKPOINT_NAME
+    if resume and checkpoint_path.is_file():
+        state = _resume(checkpoint_path, run_key, model, optimizer, scheduler)
+
+    loss_cfg = detector.config.loss
+    for epoch in range(state["epoch"] + 1, config.epochs + 1):
+        model.train()
+        order = torch.randperm(
+            len(train), generator=torch.Generator().manual_seed(seed * 100_003 + epoch)
+        ).numpy()
+        losses = []
+        bar = tqdm(
+            list(_batches(len(train), config.batch_size, order)),
+            desc=f"epoch {epoch}/{config.epochs}", unit="batch", disable=not progress,
+        )
+        for idx in bar:
+            if len(idx) < 2:  # BatchNorm cannot train on a single sample
+                continue
+            logits, embeddings = train_source.batch(idx)
+            labels = train_labels[idx].to(device)
+            loss = facecat_loss(
+                logits, embeddings, labels, alpha=loss_cfg.alpha, gamma=loss_cfg.gamma,
+                triplet_weight=loss_cfg.triplet_weight, margin=loss_cfg.margin,
+            )
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"non-finite loss at epoch {epoch} on samples {idx[:5].tolist()}... "
+                    f"(first file: {train.paths[int(idx[0])]})"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        scheduler.step()
+        dev_scores = score_source(dev_source, len(dev), config.batch_size)
+        dev_eer, _ = metrics.eer(dev_scores, dev.labels)
+        dev_auc = metrics.auc(dev_scores, dev.labels)
+        state["history"].append(
+            {"epoch": epoch, "train_loss": float(np.mean(losses)), "dev_eer": dev_eer,
+             "dev_auc": dev_auc, "lr": optimizer.param_groups[0]["lr"]}
+        )
+        if dev_eer < state["best_eer"]:
+            state.update(best_epoch=epoch, best_eer=dev_eer,
+                         best_model={k: v.detach().clone() for k, v in model.state_dict().items()})
+        state["epoch"] = epoch
+        log.info("epoch %d: loss %.4f, dev EER %.4f, dev AUC %.4f",
+                 epoch, np.mean(losses), dev_eer, dev_auc)
+        _save_checkpoint(checkpoint_path, run_key, state, model, optimizer, scheduler)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch)
+
+    model.load_state_dict(state["best_model"])
+    detector.eval()
+    history = pd.DataFrame(state["history"])
+    atomic_write(out_dir / HISTORY_NAME, lambda tmp: history.to_csv(tmp, index=False))
+    detector_path = out_dir / DETECTOR_NAME
+    save_detector(
+        detector, detector_path,
+        metadata={"best_epoch": state["best_epoch"], "best_dev_eer": state["best_eer"],
+                  "train_config": config.__dict__, "seed": seed,
+                  "train_samples": len(train), "dev_samples": len(dev)},
+    )
+    return TrainResult(detector_path, state["best_epoch"], state["best_eer"], history)
+
+
+def _save_checkpoint(path: Path, run_key: str, state: dict, model: torch.nn.Module,
+                     optimizer: torch.optim.Optimizer, scheduler: object) -> None:
+    payload = {
+        "run_key": run_key,
+        "epoch": state["epoch"],
+        "best_epoch": state["best_epoch"],
+        "best_eer": state["best_eer"],
+        "best_model": state["best_model"],
+        "history": json.dumps(state["history"]),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+    }
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def _resume(path: Path, run_key: str, model: torch.nn.Module,
+            optimizer: torch.optim.Optimizer, scheduler: object) -> dict:
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # corrupted or unsafe file
+        raise CheckpointError(
+            f"{path}: cannot resume from this checkpoint ({type(error).__name__}: "
+            f"{str(error)[:200]}); delete it to start over"
+        ) from error
+    if payload.get("run_key") != run_key:
+        raise CheckpointError(
+            f"{path} belongs to a different run (config, data, seed or backbone changed); "
+            "use another output folder or delete the checkpoint"
+        )
+    model.load_state_dict(payload["model"])
+    optimizer.load_state_dict(payload["optimizer"])
+    scheduler.load_state_dict(payload["scheduler"])
+    log.info("resuming from %s after epoch %d", path, payload["epoch"])
+    return {
+        "epoch": payload["epoch"],
+        "best_epoch": payload["best_epoch"],
+        "best_eer": payload["best_eer"],
+        "best_model": payload["best_model"],
+        "history": json.loads(payload["history"]),
+    }
+
+
+def with_epochs(config: TrainConfig, epochs: int | None) -> TrainConfig:
+    """``config`` with ``epochs`` replaced when given."""
+    return config if epochs is None else replace(config, epochs=epochs)
