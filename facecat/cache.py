@@ -157,8 +157,9 @@ class FeatureCache:
                 log.info("feature cache hit: %s (%d images)", data_path.name, len(dataset))
                 return rows
             meta_path.unlink(missing_ok=True)
-            self._build(extractor, dataset, data_path, expected, batch_size, device,
-                        num_workers, progress)
+            self._build(
+                extractor, dataset, data_path, expected, batch_size, device, num_workers, progress
+            )
             atomic_write(meta_path, lambda tmp: tmp.write_text(json.dumps(expected)))
             return np.load(data_path, mmap_mode="r")
 

@@ -44,9 +44,7 @@ def load_state_dict_file(path: str | Path, *, what: str) -> dict[str, Tensor]:
     for key in ("state_dict", "model"):
         if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
             state = state[key]
-    if not isinstance(state, Mapping) or not all(
-        isinstance(v, Tensor) for v in state.values()
-    ):
+    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
         raise CheckpointError(f"{what}: {path} does not hold a flat state dict of tensors")
     return {k.removeprefix("module."): v for k, v in state.items()}
 

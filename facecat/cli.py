@@ -30,8 +30,16 @@ log = logging.getLogger("facecat")
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 USER_ERRORS = (
-    CheckpointError, ConfigError, ManifestError, ImageLoadError, MetricsError,
-    TextEncoderError, FileNotFoundError, ValueError, KeyError, RuntimeError,
+    CheckpointError,
+    ConfigError,
+    ManifestError,
+    ImageLoadError,
+    MetricsError,
+    TextEncoderError,
+    FileNotFoundError,
+    ValueError,
+    KeyError,
+    RuntimeError,
 )
 
 
@@ -44,36 +52,57 @@ def cmd_train(args: argparse.Namespace) -> None:
     manifest = read_manifest(args.manifest)
     overrides = json.loads(args.set) if args.set else {}
     detector = create_detector(
-        args.model, unet_weights=args.unet_weights, text_weights=args.text_weights,
-        resnet_weights=args.resnet_weights, seed=args.seed, **overrides,
+        args.model,
+        unet_weights=args.unet_weights,
+        text_weights=args.text_weights,
+        resnet_weights=args.resnet_weights,
+        seed=args.seed,
+        **overrides,
     )
     config = with_epochs(detector.config.train, args.epochs)
     result = train_facecat(
-        detector, manifest.split("train"), manifest.split("dev"), args.out,
-        config=config, cache_dir=args.cache_dir, use_cache=not args.no_cache,
-        seed=args.seed, device=pick_device(args.device), progress=not args.quiet,
+        detector,
+        manifest.split("train"),
+        manifest.split("dev"),
+        args.out,
+        config=config,
+        cache_dir=args.cache_dir,
+        use_cache=not args.no_cache,
+        seed=args.seed,
+        device=pick_device(args.device),
+        progress=not args.quiet,
     )
-    print(f"saved {result.detector_path} (best epoch {result.best_epoch}, "
-          f"dev EER {result.best_dev_eer:.4f})")
+    print(
+        f"saved {result.detector_path} (best epoch {result.best_epoch}, "
+        f"dev EER {result.best_dev_eer:.4f})"
+    )
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
     detector = load_detector(args.detector, device=pick_device(args.device))
     manifest = read_manifest(args.manifest)
     table, scores = evaluate_detector(
-        detector, manifest, size=detector.image_size, rule=args.threshold,
-        oracle=args.oracle, batch_size=args.batch_size, device=pick_device(args.device),
-        n_boot=args.bootstrap, progress=not args.quiet,
+        detector,
+        manifest,
+        size=detector.image_size,
+        rule=args.threshold,
+        oracle=args.oracle,
+        batch_size=args.batch_size,
+        device=pick_device(args.device),
+        n_boot=args.bootstrap,
+        progress=not args.quiet,
     )
     out = Path(args.out)
     atomic_write(out, lambda tmp: table.to_csv(tmp, index=False))
     if args.scores:
         atomic_write(Path(args.scores), lambda tmp: scores.to_csv(tmp, index=False))
     row = table.iloc[0]
-    print(f"{row['detector']}: ACER {row['acer']:.4f} APCER {row['apcer_max']:.4f} "
-          f"BPCER {row['bpcer']:.4f} EER {row['eer']:.4f} AUC {row['auc']:.4f} "
-          f"TDR@{row['fdr']:.1%}FDR {row['tdr_at_fdr']:.4f} "
-          f"(threshold {row['threshold']:.4f} from {row['threshold_source']}) -> {out}")
+    print(
+        f"{row['detector']}: ACER {row['acer']:.4f} APCER {row['apcer_max']:.4f} "
+        f"BPCER {row['bpcer']:.4f} EER {row['eer']:.4f} AUC {row['auc']:.4f} "
+        f"TDR@{row['fdr']:.1%}FDR {row['tdr_at_fdr']:.4f} "
+        f"(threshold {row['threshold']:.4f} from {row['threshold_source']}) -> {out}"
+    )
 
 
 def _image_paths(inputs: Sequence[str]) -> list[Path]:
@@ -95,8 +124,12 @@ def cmd_score(args: argparse.Namespace) -> None:
     detector = load_detector(args.detector, device=pick_device(args.device))
     paths = _image_paths(args.images)
     scores = score_files(
-        detector, paths, size=detector.image_size, batch_size=args.batch_size,
-        device=pick_device(args.device), resize=args.resize,
+        detector,
+        paths,
+        size=detector.image_size,
+        batch_size=args.batch_size,
+        device=pick_device(args.device),
+        resize=args.resize,
     )
     table = pd.DataFrame({"path": [str(p) for p in paths], "p_real": scores})
     text = (
@@ -112,11 +145,17 @@ def cmd_score(args: argparse.Namespace) -> None:
 
 def cmd_info(args: argparse.Namespace) -> None:
     header = read_detector_header(args.detector)
-    print(json.dumps(
-        {"kind": header["kind"], "config": header["config"], "metadata": header["metadata"],
-         "tensors": len(header["keys"])},
-        indent=2,
-    ))
+    print(
+        json.dumps(
+            {
+                "kind": header["kind"],
+                "config": header["config"],
+                "metadata": header["metadata"],
+                "tensors": len(header["keys"]),
+            },
+            indent=2,
+        )
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,12 +181,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default="cpu")
     train.add_argument("--cache-dir", help="feature cache folder (default OUT/feature-cache)")
-    train.add_argument("--no-cache", action="store_true",
-                       help="re-extract features every epoch (as the authors' release does)")
+    train.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="re-extract features every epoch (as the authors' release does)",
+    )
     train.add_argument("--unet-weights", help="guided-diffusion UNet checkpoint (strict)")
     train.add_argument("--text-weights", help="CLIP weights file (clip text backend)")
     train.add_argument("--resnet-weights", help="torchvision ResNet-18 ImageNet state dict")
-    train.add_argument("--set", help='JSON config overrides, e.g. \'{"text_guided": false}\'')
+    train.add_argument("--set", help="JSON config overrides, e.g. '{\"text_guided\": false}'")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
 
     evaluate = add("eval", cmd_eval, "evaluate a detector on a manifest's test split")
@@ -155,10 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--manifest", required=True)
     evaluate.add_argument("--out", required=True, help="metrics CSV")
     evaluate.add_argument("--scores", help="also write per-image scores to this CSV")
-    evaluate.add_argument("--threshold", default="eer",
-                          help="dev-split rule: eer | bpcer=0.05 | fixed=0.5")
-    evaluate.add_argument("--oracle", action="store_true",
-                          help="pick the threshold on the test split (optimistic; labelled)")
+    evaluate.add_argument(
+        "--threshold", default="eer", help="dev-split rule: eer | bpcer=0.05 | fixed=0.5"
+    )
+    evaluate.add_argument(
+        "--oracle",
+        action="store_true",
+        help="pick the threshold on the test split (optimistic; labelled)",
+    )
     evaluate.add_argument("--bootstrap", type=int, default=1000, help="CI resamples (0: none)")
     evaluate.add_argument("--batch-size", type=int, default=64)
     evaluate.add_argument("--device", default="cpu")

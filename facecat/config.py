@@ -128,7 +128,9 @@ def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
 def packaged_config_names() -> list[str]:
     """Names of the detector configs shipped in the package."""
     folder = resources.files(CONFIG_PACKAGE) / DETECTOR_CONFIG_DIR
-    return sorted(p.name.removesuffix(".json") for p in folder.iterdir() if p.name.endswith(".json"))
+    return sorted(
+        p.name.removesuffix(".json") for p in folder.iterdir() if p.name.endswith(".json")
+    )
 
 
 def read_config_dict(name_or_path: str | Path) -> dict[str, Any]:

@@ -120,7 +120,11 @@ def evaluate_scores(
     if n_boot:
         for name, fn in _metric_functions(threshold, fdr).items():
             low, high = metrics.bootstrap_ci(
-                fn, test_scores, test_labels, n_boot=n_boot, seed=seed,
+                fn,
+                test_scores,
+                test_labels,
+                n_boot=n_boot,
+                seed=seed,
                 extra=[np.asarray(test_types)],
             )
             row[f"{name}_ci_low"], row[f"{name}_ci_high"] = low, high
@@ -153,18 +157,34 @@ def evaluate_detector(
         if split is None:
             continue
         scores = score_files(
-            detector, split.paths, size=size, batch_size=batch_size, device=device,
+            detector,
+            split.paths,
+            size=size,
+            batch_size=batch_size,
+            device=device,
             progress=progress,
         )
         scored[split_name] = scores
-        score_rows.append(pd.DataFrame({
-            "path": [str(p) for p in split.paths], "split": split_name,
-            "label": split.labels, "attack_type": split.attack_types, "score": scores,
-        }))
+        score_rows.append(
+            pd.DataFrame(
+                {
+                    "path": [str(p) for p in split.paths],
+                    "split": split_name,
+                    "label": split.labels,
+                    "attack_type": split.attack_types,
+                    "score": scores,
+                }
+            )
+        )
     row = evaluate_scores(
-        scored.get("dev"), None if dev is None else dev.labels,
-        scored["test"], test.labels, test.attack_types,
-        rule=rule, oracle=oracle, n_boot=n_boot,
+        scored.get("dev"),
+        None if dev is None else dev.labels,
+        scored["test"],
+        test.labels,
+        test.attack_types,
+        rule=rule,
+        oracle=oracle,
+        n_boot=n_boot,
     )
     table = pd.DataFrame([{"detector": getattr(detector, "name", "detector")} | row])
     return table, pd.concat(score_rows, ignore_index=True)

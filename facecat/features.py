@@ -38,9 +38,7 @@ class FeatureConfig:
         if not self.timesteps or not self.blocks:
             raise ValueError("features need at least one timestep and one block")
         if self.compute_dtype not in DTYPES:
-            raise ValueError(
-                f"compute_dtype {self.compute_dtype!r} not one of {sorted(DTYPES)}"
-            )
+            raise ValueError(f"compute_dtype {self.compute_dtype!r} not one of {sorted(DTYPES)}")
 
     def to_dict(self) -> dict:
         return {
@@ -91,8 +89,7 @@ class DiffusionFeatureExtractor(nn.Module):
         shapes = decoder_block_shapes(self.unet.config)
         steps = len(self.config.timesteps)
         return [
-            BlockShape(shapes[b].channels * steps, shapes[b].resolution)
-            for b in self.config.blocks
+            BlockShape(shapes[b].channels * steps, shapes[b].resolution) for b in self.config.blocks
         ]
 
     def shared_noise(self, channels: int, size: int, device: torch.device) -> Tensor:
@@ -102,9 +99,7 @@ class DiffusionFeatureExtractor(nn.Module):
             Tensor of shape (T, C, H, W), generated on the CPU so every device agrees.
         """
         generator = torch.Generator().manual_seed(self.config.noise_seed)
-        noise = torch.randn(
-            len(self.config.timesteps), channels, size, size, generator=generator
-        )
+        noise = torch.randn(len(self.config.timesteps), channels, size, size, generator=generator)
         return noise.to(device)
 
     def forward(self, images: Tensor, differentiable: bool = False) -> list[Tensor]:

@@ -88,8 +88,7 @@ class PoolingFusion(nn.Module):
 
     def forward(self, features: Sequence[Tensor]) -> Tensor:
         pooled = [
-            F.avg_pool2d(f, k) if k > 1 else f
-            for f, k in zip(features, self.factors, strict=True)
+            F.avg_pool2d(f, k) if k > 1 else f for f, k in zip(features, self.factors, strict=True)
         ]
         return torch.cat(pooled, dim=1)
 

@@ -102,7 +102,9 @@ class FaceCat(nn.Module):
         embeddings = self.head(self.fusion(features))
         if self.classifier is not None:
             return self.classifier(embeddings), embeddings
-        return cosine_logits(embeddings, self.class_weights, self.config.text.logit_scale), embeddings
+        return cosine_logits(
+            embeddings, self.class_weights, self.config.text.logit_scale
+        ), embeddings
 
     def logits_from_rows(self, rows: Tensor) -> tuple[Tensor, Tensor]:
         """Like :meth:`logits_from_features` for flattened cache rows (B, D_features)."""
@@ -169,7 +171,10 @@ class FaceCatKind:
         if cfg.text_guided:
             text = cfg.text
             weights = _text_class_weights(
-                text.backend, text.model, text.prompts, None if text_weights is None else str(text_weights)
+                text.backend,
+                text.model,
+                text.prompts,
+                None if text_weights is None else str(text_weights),
             )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -182,7 +187,9 @@ class FaceCatKind:
             detector.backbone_source = "random"
         else:
             state = load_state_dict_file(unet_weights, what=f"UNet weights for {cfg.name}")
-            load_strict(detector.extractor.unet, state, source=f"{unet_weights} (config {cfg.name})")
+            load_strict(
+                detector.extractor.unet, state, source=f"{unet_weights} (config {cfg.name})"
+            )
             detector.backbone_source = str(unet_weights)
         if resnet_weights is not None:
             detector.head.load_resnet18(resnet_weights)

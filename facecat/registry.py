@@ -121,9 +121,7 @@ def read_detector_header(path: str | Path) -> dict[str, Any]:
             f"{path}: not a readable safetensors detector file: {str(error)[:200]}"
         ) from error
     if header.get("format") != FILE_FORMAT:
-        raise CheckpointError(
-            f"{path}: format {header.get('format')!r} is not {FILE_FORMAT!r}"
-        )
+        raise CheckpointError(f"{path}: format {header.get('format')!r} is not {FILE_FORMAT!r}")
     try:
         config = json.loads(header["config"])
         metadata = json.loads(header.get("metadata", "{}"))

@@ -100,7 +100,9 @@ def score_source(source: FeatureSource, n: int, batch_size: int) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def _run_key(detector: FaceCat, train: Manifest, dev: Manifest, config: TrainConfig, seed: int) -> str:
+def _run_key(
+    detector: FaceCat, train: Manifest, dev: Manifest, config: TrainConfig, seed: int
+) -> str:
     description = {
         "config": detector.config.to_dict(),
         "train": config.__dict__,
@@ -166,8 +168,12 @@ def train_facecat(
 
         def cached(images: ImageFiles) -> np.ndarray:
             return cache.features(
-                detector.extractor, digest, images, batch_size=config.batch_size,
-                device=device, progress=progress,
+                detector.extractor,
+                digest,
+                images,
+                batch_size=config.batch_size,
+                device=device,
+                progress=progress,
             )
 
         train_rows, dev_rows = cached(train_images), cached(dev_images)
@@ -179,7 +185,9 @@ def train_facecat(
 
     model = detector.trainable_modules()
     optimizer = torch.optim.SGD(
-        model.parameters(), lr=config.lr, momentum=config.momentum,
+        model.parameters(),
+        lr=config.lr,
+        momentum=config.momentum,
         weight_decay=config.weight_decay,
     )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
@@ -198,7 +206,9 @@ def train_facecat(
         losses = []
         bar = tqdm(
             list(_batches(len(train), config.batch_size, order)),
-            desc=f"epoch {epoch}/{config.epochs}", unit="batch", disable=not progress,
+            desc=f"epoch {epoch}/{config.epochs}",
+            unit="batch",
+            disable=not progress,
         )
         for idx in bar:
             if len(idx) < 2:  # BatchNorm cannot train on a single sample
@@ -206,8 +216,13 @@ def train_facecat(
             logits, embeddings = train_source.batch(idx)
             labels = train_labels[idx].to(device)
             loss = facecat_loss(
-                logits, embeddings, labels, alpha=loss_cfg.alpha, gamma=loss_cfg.gamma,
-                triplet_weight=loss_cfg.triplet_weight, margin=loss_cfg.margin,
+                logits,
+                embeddings,
+                labels,
+                alpha=loss_cfg.alpha,
+                gamma=loss_cfg.gamma,
+                triplet_weight=loss_cfg.triplet_weight,
+                margin=loss_cfg.margin,
             )
             if not torch.isfinite(loss):
                 raise FloatingPointError(
@@ -224,15 +239,28 @@ def train_facecat(
         dev_eer, _ = metrics.eer(dev_scores, dev.labels)
         dev_auc = metrics.auc(dev_scores, dev.labels)
         state["history"].append(
-            {"epoch": epoch, "train_loss": float(np.mean(losses)), "dev_eer": dev_eer,
-             "dev_auc": dev_auc, "lr": optimizer.param_groups[0]["lr"]}
+            {
+                "epoch": epoch,
+                "train_loss": float(np.mean(losses)),
+                "dev_eer": dev_eer,
+                "dev_auc": dev_auc,
+                "lr": optimizer.param_groups[0]["lr"],
+            }
         )
         if dev_eer < state["best_eer"]:
-            state.update(best_epoch=epoch, best_eer=dev_eer,
-                         best_model={k: v.detach().clone() for k, v in model.state_dict().items()})
+            state.update(
+                best_epoch=epoch,
+                best_eer=dev_eer,
+                best_model={k: v.detach().clone() for k, v in model.state_dict().items()},
+            )
         state["epoch"] = epoch
-        log.info("epoch %d: loss %.4f, dev EER %.4f, dev AUC %.4f",
-                 epoch, np.mean(losses), dev_eer, dev_auc)
+        log.info(
+            "epoch %d: loss %.4f, dev EER %.4f, dev AUC %.4f",
+            epoch,
+            np.mean(losses),
+            dev_eer,
+            dev_auc,
+        )
         _save_checkpoint(checkpoint_path, run_key, state, model, optimizer, scheduler)
         if on_epoch_end is not None:
             on_epoch_end(epoch)
@@ -243,16 +271,28 @@ def train_facecat(
     atomic_write(out_dir / HISTORY_NAME, lambda tmp: history.to_csv(tmp, index=False))
     detector_path = out_dir / DETECTOR_NAME
     save_detector(
-        detector, detector_path,
-        metadata={"best_epoch": state["best_epoch"], "best_dev_eer": state["best_eer"],
-                  "train_config": config.__dict__, "seed": seed,
-                  "train_samples": len(train), "dev_samples": len(dev)},
+        detector,
+        detector_path,
+        metadata={
+            "best_epoch": state["best_epoch"],
+            "best_dev_eer": state["best_eer"],
+            "train_config": config.__dict__,
+            "seed": seed,
+            "train_samples": len(train),
+            "dev_samples": len(dev),
+        },
     )
     return TrainResult(detector_path, state["best_epoch"], state["best_eer"], history)
 
 
-def _save_checkpoint(path: Path, run_key: str, state: dict, model: torch.nn.Module,
-                     optimizer: torch.optim.Optimizer, scheduler: object) -> None:
+def _save_checkpoint(
+    path: Path,
+    run_key: str,
+    state: dict,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: object,
+) -> None:
     payload = {
         "run_key": run_key,
         "epoch": state["epoch"],
@@ -267,8 +307,13 @@ def _save_checkpoint(path: Path, run_key: str, state: dict, model: torch.nn.Modu
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
-def _resume(path: Path, run_key: str, model: torch.nn.Module,
-            optimizer: torch.optim.Optimizer, scheduler: object) -> dict:
+def _resume(
+    path: Path,
+    run_key: str,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: object,
+) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # corrupted or unsafe file

@@ -106,7 +106,8 @@ def timestep_embedding(timesteps: Tensor, dim: int, max_period: float = 10000.0)
     """
     half = dim // 2
     freqs = torch.exp(
-        -math.log(max_period) * torch.arange(half, dtype=torch.float32, device=timesteps.device)
+        -math.log(max_period)
+        * torch.arange(half, dtype=torch.float32, device=timesteps.device)
         / half
     )
     args = timesteps[:, None].float() * freqs[None]
@@ -283,7 +284,9 @@ class UNet(nn.Module):
         def attention(ch: int) -> AttentionBlock:
             return AttentionBlock(ch, config.num_heads, config.num_head_channels)
 
-        self.time_embed = nn.Sequential(nn.Linear(mc, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.time_embed = nn.Sequential(
+            nn.Linear(mc, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
+        )
         ch = mc * config.channel_mult[0]
         self.input_blocks = nn.ModuleList(
             [TimestepSequential(nn.Conv2d(config.in_channels, ch, 3, padding=1))]

@@ -66,10 +66,15 @@ def write_lfw_manifest(folder: Path, size: int = 32, faces: int = 100, seed: int
         for kind, pixels in variants.items():
             name = f"{kind.lower()}_{index:03d}.png"
             Image.fromarray((pixels * 255).round().astype(np.uint8)).save(folder / name)
-            rows.append({
-                "path": name, "label": int(kind == "Live"), "attack_type": kind,
-                "split": split, "subject": f"lfw{index:03d}",
-            })
+            rows.append(
+                {
+                    "path": name,
+                    "label": int(kind == "Live"),
+                    "attack_type": kind,
+                    "split": split,
+                    "subject": f"lfw{index:03d}",
+                }
+            )
     manifest = folder / "manifest.csv"
     pd.DataFrame(rows).to_csv(manifest, index=False)
     return manifest
