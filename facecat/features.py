@@ -136,7 +136,7 @@ class DiffusionFeatureExtractor(nn.Module):
 
 
 def _autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
-    if dtype == torch.float32:
+    if dtype == torch.float32 or device.type == "meta":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
 

@@ -176,6 +176,10 @@ class FaceCatKind:
                 text.prompts,
                 None if text_weights is None else str(text_weights),
             )
+        target = pick_device(device)
+        if target.type == "meta":  # shape inference without allocating memory
+            with torch.device("meta"):
+                return FaceCat(cfg, None if weights is None else weights.to("meta"))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             detector = FaceCat(cfg, weights)
@@ -193,7 +197,7 @@ class FaceCatKind:
             detector.backbone_source = str(unet_weights)
         if resnet_weights is not None:
             detector.head.load_resnet18(resnet_weights)
-        return detector.to(pick_device(device))
+        return detector.to(target)
 
     def restore(
         self,
