@@ -13,6 +13,7 @@ import pandas as pd
 
 from facecat.checkpoints import CheckpointError, atomic_write
 from facecat.config import ConfigError, read_config_dict
+from facecat.demo import write_lfw_manifest
 from facecat.evaluate import evaluate_detector, score_files
 from facecat.manifest import ImageLoadError, ManifestError, read_manifest
 from facecat.metrics import MetricsError
@@ -143,6 +144,11 @@ def cmd_score(args: argparse.Namespace) -> None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
+def cmd_demo_data(args: argparse.Namespace) -> None:
+    manifest = write_lfw_manifest(Path(args.out), size=args.size)
+    print(f"wrote {manifest}")
+
+
 def cmd_info(args: argparse.Namespace) -> None:
     header = read_detector_header(args.detector)
     print(
@@ -218,6 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--resize", choices=("resize", "center_crop", "error"), default="resize")
     score.add_argument("--batch-size", type=int, default=64)
     score.add_argument("--device", default="cpu")
+
+    demo = add("demo-data", cmd_demo_data,
+               "write a small manifest of real LFW faces with simulated print/replay attacks")
+    demo.add_argument("out", help="output folder")
+    demo.add_argument("--size", type=int, default=64, help="image side length")
 
     info = add("info", cmd_info, "show a detector file's config and metadata")
     info.add_argument("detector")
