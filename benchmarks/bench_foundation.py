@@ -51,8 +51,13 @@ def training_time(model: str, manifest: Path, epochs: int, use_cache: bool, work
     detector = create_detector(model)
     start = time.perf_counter()
     train_facecat(
-        detector, data.split("train"), data.split("dev"), work / f"run-cache-{use_cache}",
-        config=TrainConfig(epochs=epochs, batch_size=32), use_cache=use_cache, progress=False,
+        detector,
+        data.split("train"),
+        data.split("dev"),
+        work / f"run-cache-{use_cache}",
+        config=TrainConfig(epochs=epochs, batch_size=32),
+        use_cache=use_cache,
+        progress=False,
     )
     return time.perf_counter() - start
 
@@ -66,13 +71,17 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     device = torch.device(args.device)
-    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}, device {device}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"threads {torch.get_num_threads()}, device {device}"
+    )
     print(f"config: {args.model}")
     for batch_size in (int(b) for b in args.batch_sizes.split(",")):
         rate = extraction_rate(args.model, batch_size, device, repeats=max(1, 64 // batch_size))
-        print(f"feature extraction, batch {batch_size:3d}: {rate:8.1f} images/s "
-              f"({1000 / rate:.1f} ms/image)")
+        print(
+            f"feature extraction, batch {batch_size:3d}: {rate:8.1f} images/s "
+            f"({1000 / rate:.1f} ms/image)"
+        )
     size = create_detector(args.model).image_size
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -225,8 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--batch-size", type=int, default=64)
     score.add_argument("--device", default="cpu")
 
-    demo = add("demo-data", cmd_demo_data,
-               "write a small manifest of real LFW faces with simulated print/replay attacks")
+    demo = add(
+        "demo-data",
+        cmd_demo_data,
+        "write a small manifest of real LFW faces with simulated print/replay attacks",
+    )
     demo.add_argument("out", help="output folder")
     demo.add_argument("--size", type=int, default=64, help="image side length")
 

@@ -21,9 +21,10 @@ def focal_loss(logits: Tensor, labels: Tensor, alpha: float = 0.75, gamma: float
     """
     log_probs = F.log_softmax(logits.float(), dim=1)
     log_pt = log_probs.gather(1, labels.long()[:, None]).squeeze(1)
-    pt = log_pt.exp()
+    # 1 - p_t via expm1, floored so that d/dx x**gamma stays finite for gamma < 1.
+    one_minus_pt = (-torch.expm1(log_pt)).clamp_min(torch.finfo(log_pt.dtype).tiny)
     alpha_t = torch.where(labels == 1, alpha, 1.0 - alpha).to(log_pt.dtype)
-    return (-alpha_t * (1.0 - pt).pow(gamma) * log_pt).mean()
+    return (-alpha_t * one_minus_pt.pow(gamma) * log_pt).mean()
 
 
 def triplet_loss(embeddings: Tensor, labels: Tensor, margin: float = 1.0) -> Tensor:

@@ -78,7 +78,9 @@ def test_pooling_fusion_values() -> None:
         torch.randn(2, s.channels, s.resolution, s.resolution, generator=generator) for s in shapes
     ]
     fused = create_fusion("pooling", shapes)(features)
-    expected = torch.cat([features[0], F.avg_pool2d(features[1], 2), F.avg_pool2d(features[2], 4)], 1)
+    expected = torch.cat(
+        [features[0], F.avg_pool2d(features[1], 2), F.avg_pool2d(features[2], 4)], 1
+    )
     assert torch.equal(fused, expected)
 
 
@@ -105,9 +107,7 @@ def test_fusion_gradcheck(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["strided", "pooling"])
-@pytest.mark.parametrize(
-    "resolutions", [(48, 32), (32, 96), (16, 40)], ids=["1.5x", "3x", "2.5x"]
-)
+@pytest.mark.parametrize("resolutions", [(48, 32), (32, 96), (16, 40)], ids=["1.5x", "3x", "2.5x"])
 def test_fusion_non_power_of_two_exception(name: str, resolutions: tuple[int, int]) -> None:
     shapes = [BlockShape(8, r) for r in resolutions]
     with pytest.raises(ValueError, match="power-of-two"):

@@ -294,6 +294,7 @@ def test_payload_is_live(tmp_path: Path) -> None:
     assert marker.exists()
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 @pytest.mark.parametrize("writer", ["pickle", "torch_save"])
 def test_load_state_dict_file_refuses_malicious_pickle(tmp_path: Path, writer: str) -> None:
     marker = tmp_path / "pwned"
