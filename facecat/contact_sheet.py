@@ -5,13 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+from matplotlib.figure import Figure
+from torch import Tensor
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from torch import Tensor  # noqa: E402
-
-from facecat.checkpoints import atomic_write  # noqa: E402
+from facecat.checkpoints import atomic_write
 
 
 def save_contact_sheet(
@@ -39,9 +36,8 @@ def save_contact_sheet(
     rows, columns = len(grid), len(column_labels)
     if any(len(row) != columns for row in grid):
         raise ValueError(f"every row needs {columns} images (one per column label)")
-    figure, axes = plt.subplots(
-        rows, columns, figsize=(columns * cell_inches, rows * cell_inches + 0.4), squeeze=False
-    )
+    figure = Figure(figsize=(columns * cell_inches, rows * cell_inches + 0.4))
+    axes = figure.subplots(rows, columns, squeeze=False)
     for r, row in enumerate(grid):
         for c, image in enumerate(row):
             axis = axes[r][c]
@@ -57,5 +53,4 @@ def save_contact_sheet(
     figure.tight_layout()
     path = Path(path)
     atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=110))
-    plt.close(figure)
     return path

@@ -220,7 +220,7 @@ def pretrain_fdm(
                 checkpoint, description, model, ema, optimizer, generator, step, losses, total
             )
             frame = pd.DataFrame(losses)
-            atomic_write(out_dir / LOSS_LOG_NAME, lambda tmp: frame.to_csv(tmp, index=False))
+            atomic_write(out_dir / LOSS_LOG_NAME, lambda tmp, f=frame: f.to_csv(tmp, index=False))
     bar.close()
     seconds = losses[-1]["seconds"] if losses else elapsed
     return export_weights(
