@@ -30,7 +30,7 @@ from facecat.train import train_facecat
 
 def extraction_rate(model: str, batch_size: int, device: torch.device, repeats: int) -> float:
     """Images per second of ``extractor(images)`` after one warm-up batch."""
-    detector = create_detector(model, device=device)
+    detector = create_detector(model, device=device, text_guided=False)
     size = detector.image_size
     images = torch.rand(batch_size, 3, size, size, generator=torch.Generator().manual_seed(0))
     images = images.to(device)
@@ -68,6 +68,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-sizes", default="1,8,32")
+    parser.add_argument("--skip-training", action="store_true", help="extraction figures only")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     device = torch.device(args.device)
@@ -75,14 +76,17 @@ def main() -> None:
         f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
         f"threads {torch.get_num_threads()}, device {device}"
     )
-    print(f"config: {args.model}")
+    features = create_detector(args.model, text_guided=False, device="meta").config.features
+    print(f"config: {args.model}, compute dtype {features.compute_dtype}")
     for batch_size in (int(b) for b in args.batch_sizes.split(",")):
         rate = extraction_rate(args.model, batch_size, device, repeats=max(1, 64 // batch_size))
         print(
             f"feature extraction, batch {batch_size:3d}: {rate:8.1f} images/s "
             f"({1000 / rate:.1f} ms/image)"
         )
-    size = create_detector(args.model).image_size
+    if args.skip_training:
+        return
+    size = create_detector(args.model, text_guided=False).image_size
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         manifest = write_lfw_manifest(work / "data", size=size)

@@ -1,4 +1,4 @@
-"""The ``facecat`` command: models, train, eval, score, info."""
+"""The ``facecat`` command: models, train, eval, score, info, data, demo-data."""
 
 from __future__ import annotations
 
@@ -11,12 +11,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from facecat.bona_fide import bundled_manifest
 from facecat.checkpoints import CheckpointError, atomic_write
-from facecat.config import ConfigError, read_config_dict
+from facecat.config import ConfigError, FaceCatConfig, read_config_dict
 from facecat.demo import write_lfw_manifest
 from facecat.evaluate import evaluate_detector, score_files
 from facecat.manifest import ImageLoadError, ManifestError, read_manifest
 from facecat.metrics import MetricsError
+from facecat.pretrain import PretrainConfig, pretrain_fdm
+from facecat.protocol import MANIFEST_NAME, build_embedded, counts, pa_contact_sheet
 from facecat.registry import (
     create_detector,
     list_detectors,
@@ -144,9 +147,57 @@ def cmd_score(args: argparse.Namespace) -> None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
+def cmd_pretrain_fdm(args: argparse.Namespace) -> None:
+    config = FaceCatConfig.from_dict(read_config_dict(args.model))
+    if args.real_manifest == "none":
+        photos = []
+    else:
+        manifest = read_manifest(args.real_manifest or bundled_manifest())
+        photos = manifest.split("train").filter(manifest.split("train").labels == 1).paths
+    settings = PretrainConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        low_noise_fraction=args.low_noise_fraction,
+        low_noise_max=args.low_noise_max,
+        checkpoint_every=args.checkpoint_every,
+        amp=not args.no_amp,
+        time_budget_s=None if args.max_minutes is None else args.max_minutes * 60,
+        export_dtype=args.export_dtype,
+    )
+    weights = pretrain_fdm(
+        config.unet,
+        args.out,
+        settings,
+        real_images=photos,
+        device=pick_device(args.device),
+        dcgan_weights=args.dcgan_weights,
+        progress=not args.quiet,
+    )
+    print(f"saved {weights}")
+
+
 def cmd_demo_data(args: argparse.Namespace) -> None:
     manifest = write_lfw_manifest(Path(args.out), size=args.size)
     print(f"wrote {manifest}")
+
+
+def cmd_data_build(args: argparse.Namespace) -> None:
+    protocol = build_embedded(args.cache_dir, seed=args.seed, force=args.force)
+    print(f"embedded protocol: {protocol.root / MANIFEST_NAME} ({len(protocol.manifest)} samples)")
+
+
+def cmd_data_show(args: argparse.Namespace) -> None:
+    print(f"wrote {pa_contact_sheet(args.out, faces=args.faces, seed=args.seed)}")
+
+
+def cmd_data_stats(args: argparse.Namespace) -> None:
+    if args.manifest:
+        manifest = read_manifest(args.manifest)
+    else:
+        manifest = build_embedded(args.cache_dir, seed=args.seed).manifest
+    print(counts(manifest).to_string())
 
 
 def cmd_info(args: argparse.Namespace) -> None:
@@ -225,6 +276,37 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--batch-size", type=int, default=64)
     score.add_argument("--device", default="cpu")
 
+    fdm = add(
+        "pretrain-fdm",
+        cmd_pretrain_fdm,
+        "pretrain a face diffusion UNet (DDPM, L_simple) for a detector config",
+    )
+    fdm.add_argument("--model", default="facecat-small", help="detector config whose UNet to train")
+    fdm.add_argument("--out", required=True, help="output folder (checkpoint, loss log, weights)")
+    fdm.add_argument("--steps", type=int, default=20_000)
+    fdm.add_argument("--batch-size", type=int, default=64)
+    fdm.add_argument("--lr", type=float, default=2e-4)
+    fdm.add_argument("--seed", type=int, default=0)
+    fdm.add_argument(
+        "--low-noise-fraction",
+        type=float,
+        default=0.5,
+        help="share of each batch with timesteps below --low-noise-max",
+    )
+    fdm.add_argument("--low-noise-max", type=int, default=200)
+    fdm.add_argument("--checkpoint-every", type=int, default=1_000)
+    fdm.add_argument(
+        "--real-manifest",
+        help="real photos to mix in: its train-split bona fide images (default: the "
+        "bundled bona fide set; 'none' for DCGAN faces only)",
+    )
+    fdm.add_argument("--dcgan-weights", help="DCGAN weights.tar (default: gan-face-generate's)")
+    fdm.add_argument("--device", default="cpu")
+    fdm.add_argument("--no-amp", action="store_true", help="no bfloat16 autocast on CUDA")
+    fdm.add_argument("--max-minutes", type=float, help="stop, checkpoint and export after this")
+    fdm.add_argument("--export-dtype", choices=("float32", "float16"), default="float32")
+    fdm.add_argument("--quiet", action="store_true")
+
     demo = add(
         "demo-data",
         cmd_demo_data,
@@ -232,6 +314,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("out", help="output folder")
     demo.add_argument("--size", type=int, default=64, help="image side length")
+
+    data = sub.add_parser("data", help="the embedded protocol: build, show, stats")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    for name, handler, text in (
+        ("build", cmd_data_build, "build (or reuse) the embedded protocol in the cache"),
+        ("show", cmd_data_show, "contact sheet of the presentation-attack types"),
+        ("stats", cmd_data_stats, "samples per attack type and split"),
+    ):
+        command = data_sub.add_parser(name, help=text, description=text)
+        command.set_defaults(handler=handler)
+        command.add_argument("--seed", type=int, default=0, help="protocol seed")
+        if name != "show":
+            command.add_argument("--cache-dir", help="cache folder (default $FACECAT_CACHE)")
+    data_sub.choices["build"].add_argument("--force", action="store_true", help="rebuild")
+    data_sub.choices["show"].add_argument(
+        "--out", default="results/embedded_pa_contact_sheet.png", help="output PNG"
+    )
+    data_sub.choices["show"].add_argument("--faces", type=int, default=4)
+    data_sub.choices["stats"].add_argument("--manifest", help="any manifest instead")
 
     info = add("info", cmd_info, "show a detector file's config and metadata")
     info.add_argument("detector")

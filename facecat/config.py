@@ -60,7 +60,11 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class FaceCatConfig:
-    """Everything needed to rebuild a FaceCat detector (weights aside)."""
+    """Everything needed to rebuild a FaceCat detector (weights aside).
+
+    ``default_unet_weights`` names a UNet weights file shipped in ``facecat/data/fdm`` that
+    is loaded when no other weights are given (the embedded face diffusion model).
+    """
 
     name: str
     unet: UNetConfig
@@ -73,6 +77,7 @@ class FaceCatConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     description: str = ""
     kind: str = "facecat"
+    default_unet_weights: str = ""
 
     @property
     def image_size(self) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 
 REAL = 1
 FAKE = 0
+RANDOM_BACKBONE = "random"
 
 
 class FaceCat(nn.Module):
@@ -142,6 +144,14 @@ def _text_class_weights(backend: str, model: str, prompts: str, weights: str | N
     return class_weights(encoder, load_prompt_set(prompts))
 
 
+def _backbone_source(config: FaceCatConfig, unet_weights: str | Path | None) -> str | Path:
+    if unet_weights is not None:
+        return unet_weights
+    if config.default_unet_weights:
+        return Path(str(resources.files("facecat") / "data" / "fdm" / config.default_unet_weights))
+    return RANDOM_BACKBONE
+
+
 @register_kind("facecat")
 class FaceCatKind:
     """Builds :class:`FaceCat` detectors for the registry."""
@@ -160,7 +170,8 @@ class FaceCatKind:
 
         Args:
             config: config dict (see ``facecat/configs/detectors``).
-            unet_weights: guided-diffusion UNet checkpoint, loaded strictly.
+            unet_weights: guided-diffusion UNet checkpoint, loaded strictly; "random" for a
+                randomly initialised backbone; default: the config's packaged weights, if any.
             text_weights: CLIP weights file (clip backend only).
             resnet_weights: torchvision ResNet-18 ImageNet state dict for the head.
             seed: seed of the head's random initialisation.
@@ -183,18 +194,13 @@ class FaceCatKind:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             detector = FaceCat(cfg, weights)
-        if unet_weights is None:
-            log.warning(
-                "%s: no UNet weights given; the diffusion backbone is randomly initialised",
-                cfg.name,
-            )
-            detector.backbone_source = "random"
+        source = _backbone_source(cfg, unet_weights)
+        if source == RANDOM_BACKBONE:
+            log.warning("%s: the diffusion backbone is randomly initialised", cfg.name)
         else:
-            state = load_state_dict_file(unet_weights, what=f"UNet weights for {cfg.name}")
-            load_strict(
-                detector.extractor.unet, state, source=f"{unet_weights} (config {cfg.name})"
-            )
-            detector.backbone_source = str(unet_weights)
+            state = load_state_dict_file(source, what=f"UNet weights for {cfg.name}")
+            load_strict(detector.extractor.unet, state, source=f"{source} (config {cfg.name})")
+        detector.backbone_source = str(source)
         if resnet_weights is not None:
             detector.head.load_resnet18(resnet_weights)
         return detector.to(target)

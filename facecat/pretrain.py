@@ -57,6 +57,8 @@ class PretrainConfig:
         log_every: steps between loss-log rows.
         seed: seed of the latents, timesteps, noise and photo sampling.
         amp: bfloat16 autocast on CUDA.
+        time_budget_s: stop (checkpoint and export) once this much wall time has passed.
+        export_dtype: "float32" or "float16" for the exported weights.
     """
 
     steps: int = 20_000
@@ -71,6 +73,8 @@ class PretrainConfig:
     log_every: int = 50
     seed: int = 0
     amp: bool = True
+    time_budget_s: float | None = None
+    export_dtype: str = "float32"
 
 
 class FaceStream:
@@ -82,6 +86,7 @@ class FaceStream:
         real_fraction: share of each batch drawn from ``real_images``.
         device: where batches are made.
         generator: seeded torch generator on ``device``.
+        dcgan_weights: DCGAN ``weights.tar`` (default: the installed package's).
     """
 
     def __init__(
@@ -91,13 +96,14 @@ class FaceStream:
         real_fraction: float,
         device: torch.device,
         generator: torch.Generator,
+        dcgan_weights: Path | None = None,
     ) -> None:
         self.size = size
         self.real = real_images.to(device)
         self.real_fraction = real_fraction if len(real_images) else 0.0
         self.device = device
         self.generator = generator
-        self.dcgan = load_generator().to(device)
+        self.dcgan = load_generator(dcgan_weights).to(device)
 
     def batch(self, batch_size: int) -> torch.Tensor:
         n_real = round(batch_size * self.real_fraction)
@@ -133,7 +139,8 @@ def _run_description(unet_config: UNetConfig, config: PretrainConfig, n_real: in
     settings = {
         k: v
         for k, v in asdict(config).items()
-        if k not in ("steps", "checkpoint_every", "log_every")  # may change between resumes
+        # these may change between resumes
+        if k not in ("steps", "checkpoint_every", "log_every", "time_budget_s", "export_dtype")
     }
     return {"unet": unet_config.to_dict(), "pretrain": settings, "real_images": n_real}
 
@@ -145,6 +152,7 @@ def pretrain_fdm(
     *,
     real_images: Sequence[Path] = (),
     device: str | torch.device = "cpu",
+    dcgan_weights: Path | None = None,
     resume: bool = True,
     progress: bool = True,
 ) -> Path:
@@ -156,6 +164,7 @@ def pretrain_fdm(
         config: training settings.
         real_images: real face photos mixed into the DCGAN stream.
         device: where training runs.
+        dcgan_weights: DCGAN ``weights.tar`` (default: the installed package's).
         resume: continue from ``out_dir/fdm-checkpoint.pt`` when it belongs to this run.
         progress: show a progress bar.
 
@@ -183,9 +192,12 @@ def pretrain_fdm(
         if len(real_images)
         else torch.zeros(0, 3, unet_config.image_size, unet_config.image_size)
     )
-    stream = FaceStream(unet_config.image_size, photos, config.real_fraction, device, generator)
+    stream = FaceStream(
+        unet_config.image_size, photos, config.real_fraction, device, generator, dcgan_weights
+    )
     bar = tqdm(total=config.steps, initial=step, desc="pretrain-fdm", disable=not progress)
     window, started = [], time.perf_counter()
+    budget = config.time_budget_s if config.time_budget_s is not None else math.inf
     while step < config.steps:
         faces = stream.batch(config.batch_size)
         t = sample_timesteps(config.batch_size, config, diffusion.steps, generator)
@@ -208,24 +220,28 @@ def pretrain_fdm(
         step += 1
         window.append(loss.detach())
         bar.update(1)
-        if step % config.log_every == 0 or step == config.steps:
+        last = step == config.steps or time.perf_counter() - started >= budget
+        if step % config.log_every == 0 or last:
             now = time.perf_counter()
             mean = torch.stack(window).mean().item()
             losses.append({"step": step, "loss": mean, "seconds": elapsed + now - started})
             bar.set_postfix(loss=f"{mean:.4f}")
             window = []
-        if step % config.checkpoint_every == 0 or step == config.steps:
+        if step % config.checkpoint_every == 0 or last:
             total = elapsed + time.perf_counter() - started
             _save_checkpoint(
                 checkpoint, description, model, ema, optimizer, generator, step, losses, total
             )
             frame = pd.DataFrame(losses)
             atomic_write(out_dir / LOSS_LOG_NAME, lambda tmp, f=frame: f.to_csv(tmp, index=False))
+        if last:
+            break
     bar.close()
     seconds = losses[-1]["seconds"] if losses else elapsed
     return export_weights(
         ema,
         out_dir / WEIGHTS_NAME,
+        config.export_dtype,
         description
         | {
             "steps_done": step,
@@ -242,9 +258,14 @@ def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> N
             target.lerp_(source, 1.0 - decay)
 
 
-def export_weights(unet: UNet, path: Path, metadata: dict) -> Path:
-    """Save UNet weights as safetensors with the training description in the header."""
-    state = {k: v.detach().float().cpu().contiguous() for k, v in unet.state_dict().items()}
+def export_weights(unet: UNet, path: Path, dtype: str, metadata: dict) -> Path:
+    """Save UNet weights (``dtype``) as safetensors with the training description in the header."""
+    if dtype not in ("float32", "float16"):
+        raise ValueError(f"export dtype must be float32 or float16, got {dtype!r}")
+    state = {
+        k: v.detach().to(getattr(torch, dtype)).cpu().contiguous()
+        for k, v in unet.state_dict().items()
+    }
     header = {"facecat": json.dumps(metadata)}
     atomic_write(path, lambda tmp: safetensors.torch.save_file(state, str(tmp), header))
     return path
