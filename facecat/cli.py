@@ -1,4 +1,4 @@
-"""The ``facecat`` command: models, train, eval, score, info, data, demo-data."""
+"""The ``facecat`` command: train, eval, score, data, crop, pretrain-fdm and helpers."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ import pandas as pd
 from facecat.bona_fide import bundled_manifest
 from facecat.checkpoints import CheckpointError, atomic_write
 from facecat.config import ConfigError, FaceCatConfig, read_config_dict
+from facecat.crop import crop_faces
 from facecat.demo import write_lfw_manifest
 from facecat.evaluate import evaluate_detector, score_files
+from facecat.landmarks import LandmarkError
 from facecat.manifest import ImageLoadError, ManifestError, read_manifest
 from facecat.metrics import MetricsError
 from facecat.pretrain import PretrainConfig, pretrain_fdm
@@ -27,6 +29,7 @@ from facecat.registry import (
     pick_device,
     read_detector_header,
 )
+from facecat.siw_mv2 import write_siw_mv2_manifest
 from facecat.text import TextEncoderError
 from facecat.train import train_facecat, with_epochs
 
@@ -36,6 +39,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 USER_ERRORS = (
     CheckpointError,
     ConfigError,
+    LandmarkError,
     ManifestError,
     ImageLoadError,
     MetricsError,
@@ -200,6 +204,31 @@ def cmd_data_stats(args: argparse.Namespace) -> None:
     print(counts(manifest).to_string())
 
 
+def cmd_data_siw_mv2(args: argparse.Namespace) -> None:
+    out = write_siw_mv2_manifest(
+        args.root,
+        args.train_list,
+        args.test_list,
+        args.out,
+        dev_fraction=args.dev_fraction,
+        frames_per_video=args.frames_per_video,
+        seed=args.seed,
+        skip_missing=args.skip_missing,
+    )
+    print(f"wrote {out}")
+
+
+def cmd_crop(args: argparse.Namespace) -> None:
+    out = crop_faces(
+        [Path(p) for p in args.inputs],
+        args.out,
+        size=args.size,
+        scale=args.scale,
+        every_nth_frame=args.every_nth_frame,
+    )
+    print(f"wrote {out}")
+
+
 def cmd_info(args: argparse.Namespace) -> None:
     header = read_detector_header(args.detector)
     print(
@@ -333,6 +362,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     data_sub.choices["show"].add_argument("--faces", type=int, default=4)
     data_sub.choices["stats"].add_argument("--manifest", help="any manifest instead")
+    siw = data_sub.add_parser(
+        "siw-mv2", help="manifest for SiW-Mv2 cropped frames and the authors' protocol lists"
+    )
+    siw.set_defaults(handler=cmd_data_siw_mv2)
+    siw.add_argument("--root", required=True, help="folder with Live/ and Spoof/ frames")
+    siw.add_argument("--train-list", nargs="+", required=True, help="train list file(s)")
+    siw.add_argument("--test-list", nargs="+", required=True, help="test list file(s)")
+    siw.add_argument("--out", required=True, help="manifest CSV to write")
+    siw.add_argument("--dev-fraction", type=float, default=0.2)
+    siw.add_argument("--frames-per-video", type=int)
+    siw.add_argument("--seed", type=int, default=0)
+    siw.add_argument("--skip-missing", action="store_true", help="skip listed videos not found")
+
+    crop = add("crop", cmd_crop, "detect, align and crop faces from images or videos (MTCNN)")
+    crop.add_argument("inputs", nargs="+", help="images, videos or folders")
+    crop.add_argument("--out", required=True, help="output folder (PNGs + crops.csv)")
+    crop.add_argument("--size", type=int, default=64)
+    crop.add_argument("--scale", type=float, default=1.0, help="template zoom (<1: more context)")
+    crop.add_argument("--every-nth-frame", type=int, default=10)
 
     info = add("info", cmd_info, "show a detector file's config and metadata")
     info.add_argument("detector")
