@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from facecat.manifest import BONA_FIDE, Manifest, ManifestError, write_manifest
+from facecat.presentation_attacks import PA_TYPES
 
 __all__ = [
     "FRAME_SUFFIXES",
@@ -45,22 +46,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: The 14 SiW-Mv2 presentation-attack types, as spelled in video stems.
-SIW_MV2_TYPES: tuple[str, ...] = (
-    "Makeup_Co",
-    "Makeup_Im",
-    "Makeup_Ob",
-    "Mask_Half",
-    "Mask_Mann",
-    "Mask_Paper",
-    "Mask_Silicone",
-    "Mask_Trans",
-    "Paper",
-    "Partial_Eye",
-    "Partial_Funnyeye",
-    "Partial_Mouth",
-    "Partial_Paperglass",
-    "Replay",
-)
+SIW_MV2_TYPES: tuple[str, ...] = PA_TYPES
 
 #: Short names the authors' code uses for the unseen type of protocol II (``--unknown Co``).
 SIW_MV2_SHORT_NAMES: dict[str, str] = {
