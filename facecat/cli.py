@@ -9,8 +9,20 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from facecat.adversarial_faces import (
+    AdversarialFaces,
+    adversarial_contact_sheet,
+    bundled_test_faces,
+    craft,
+    create_recognizer,
+    landmarks_tensor,
+    pick_targets,
+    save_image,
+    success_table,
+)
 from facecat.bona_fide import bundled_manifest
 from facecat.checkpoints import CheckpointError, atomic_write
 from facecat.config import ConfigError, FaceCatConfig, read_config_dict
@@ -18,10 +30,22 @@ from facecat.crop import crop_faces
 from facecat.demo import write_lfw_manifest
 from facecat.evaluate import evaluate_detector, score_files
 from facecat.landmarks import LandmarkError
-from facecat.manifest import ImageLoadError, ManifestError, read_manifest
+from facecat.manifest import (
+    ImageLoadError,
+    ManifestError,
+    load_images,
+    read_manifest,
+    write_manifest,
+)
 from facecat.metrics import MetricsError
 from facecat.pretrain import PretrainConfig, pretrain_fdm
-from facecat.protocol import MANIFEST_NAME, build_embedded, counts, pa_contact_sheet
+from facecat.protocol import (
+    ADVERSARIAL_TYPES,
+    MANIFEST_NAME,
+    build_embedded,
+    counts,
+    pa_contact_sheet,
+)
 from facecat.registry import (
     create_detector,
     list_detectors,
@@ -187,8 +211,20 @@ def cmd_demo_data(args: argparse.Namespace) -> None:
     print(f"wrote {manifest}")
 
 
+def _adversarial_generators(args: argparse.Namespace) -> dict[str, AdversarialFaces]:
+    if args.no_adversarial:
+        return {}
+    recognizer = create_recognizer(args.fr, pick_device(args.device))
+    return {"adversarial": AdversarialFaces(recognizer, ADVERSARIAL_TYPES, device=args.device)}
+
+
 def cmd_data_build(args: argparse.Namespace) -> None:
-    protocol = build_embedded(args.cache_dir, seed=args.seed, force=args.force)
+    protocol = build_embedded(
+        args.cache_dir,
+        seed=args.seed,
+        force=args.force,
+        adversarial=_adversarial_generators(args),
+    )
     print(f"embedded protocol: {protocol.root / MANIFEST_NAME} ({len(protocol.manifest)} samples)")
 
 
@@ -200,7 +236,9 @@ def cmd_data_stats(args: argparse.Namespace) -> None:
     if args.manifest:
         manifest = read_manifest(args.manifest)
     else:
-        manifest = build_embedded(args.cache_dir, seed=args.seed).manifest
+        manifest = build_embedded(
+            args.cache_dir, seed=args.seed, adversarial=_adversarial_generators(args)
+        ).manifest
     print(counts(manifest).to_string())
 
 
@@ -227,6 +265,72 @@ def cmd_crop(args: argparse.Namespace) -> None:
         every_nth_frame=args.every_nth_frame,
     )
     print(f"wrote {out}")
+
+
+def cmd_attack(args: argparse.Namespace) -> None:
+    manifest = read_manifest(args.manifest)
+    if args.split:
+        manifest = manifest.split(args.split)
+    frame = manifest.frame[manifest.frame["label"] == 1].reset_index(drop=True)
+    if args.limit:
+        frame = frame.head(args.limit)
+    if "landmarks" not in frame:
+        raise ValueError(f"{args.manifest}: attacks need a landmarks column (facecat crop adds it)")
+    recognizer = create_recognizer(args.fr, pick_device(args.device))
+    images = load_images([manifest.root / p for p in frame["path"]], size=args.size)
+    images = images.to(args.device)
+    landmarks = landmarks_tensor(frame["landmarks"]).to(args.device)
+    targets = images[pick_targets(frame["subject"].to_numpy(), np.random.default_rng(args.seed))]
+    out = Path(args.out)
+    rows = []
+    for start in range(0, len(frame), args.batch_size):
+        part = slice(start, start + args.batch_size)
+        result = craft(
+            args.type,
+            recognizer,
+            images[part],
+            landmarks[part],
+            targets=targets[part],
+            seed=args.seed + start,
+        )
+        for i, (_, row) in enumerate(frame.iloc[part].iterrows()):
+            name = f"images/{args.type}/{Path(row['path']).stem}.png"
+            save_image(result.images[i], out / name)
+            rows.append(
+                row.to_dict()
+                | {
+                    "path": name,
+                    "label": 0,
+                    "attack_type": args.type,
+                    "fr_success": bool(result.success[i]),
+                    "linf": float(result.linf[i]),
+                }
+            )
+    table = pd.DataFrame(rows)
+    write_manifest(table, out / "manifest.csv")
+    print(
+        f"{args.type} against {recognizer.name}: ASR {table['fr_success'].mean():.3f} "
+        f"on {len(table)} faces -> {out / 'manifest.csv'}"
+    )
+
+
+def cmd_attack_table(args: argparse.Namespace) -> None:
+    recognizer = create_recognizer(args.fr, pick_device(args.device))
+    images, landmarks, subjects, _ = bundled_test_faces(args.faces)
+    types = tuple(args.types.split(",")) if args.types else ADVERSARIAL_TYPES
+    table = success_table(
+        recognizer,
+        images.to(args.device),
+        landmarks.to(args.device),
+        subjects,
+        types=types,
+        seed=args.seed,
+    )
+    atomic_write(Path(args.out), lambda tmp: table.to_csv(tmp, index=False))
+    print(table[["type", "asr", "mean_linf", "mean_queries", "images_per_s"]].to_string())
+    if args.sheet:
+        adversarial_contact_sheet(recognizer, args.sheet, types=types, seed=args.seed)
+        print(f"wrote {args.sheet}")
 
 
 def cmd_info(args: argparse.Namespace) -> None:
@@ -357,6 +461,15 @@ def build_parser() -> argparse.ArgumentParser:
         if name != "show":
             command.add_argument("--cache-dir", help="cache folder (default $FACECAT_CACHE)")
     data_sub.choices["build"].add_argument("--force", action="store_true", help="rebuild")
+    for name in ("build", "stats"):
+        command = data_sub.choices[name]
+        command.add_argument(
+            "--no-adversarial",
+            action="store_true",
+            help="presentation attacks only (skip the 14 adversarial types)",
+        )
+        command.add_argument("--fr", default="dlib", help="FR target: dlib or an .onnx file")
+        command.add_argument("--device", default="cpu")
     data_sub.choices["show"].add_argument(
         "--out", default="results/embedded_pa_contact_sheet.png", help="output PNG"
     )
@@ -381,6 +494,35 @@ def build_parser() -> argparse.ArgumentParser:
     crop.add_argument("--size", type=int, default=64)
     crop.add_argument("--scale", type=float, default=1.0, help="template zoom (<1: more context)")
     crop.add_argument("--every-nth-frame", type=int, default=10)
+
+    attack = add("attack", cmd_attack, "craft an adversarial type against an FR model")
+    attack.add_argument("--type", required=True, help="e.g. PGD_Dodging, Eyeglass_Impersonation")
+    attack.add_argument("--manifest", required=True, help="manifest of bona fide faces (landmarks)")
+    attack.add_argument("--split", help="only this split")
+    attack.add_argument("--out", required=True, help="output folder (images + manifest.csv)")
+    attack.add_argument("--fr", default="dlib", help="FR target: dlib or an .onnx file")
+    attack.add_argument("--size", type=int, default=64, help="face size the attack works at")
+    attack.add_argument("--limit", type=int, help="at most this many faces")
+    attack.add_argument("--batch-size", type=int, default=32)
+    attack.add_argument("--seed", type=int, default=0)
+    attack.add_argument("--device", default="cpu")
+
+    table = add(
+        "attack-table",
+        cmd_attack_table,
+        "attack success rates of the adversarial types on bundled test faces",
+    )
+    table.add_argument("--out", default="results/attack_success.csv")
+    table.add_argument(
+        "--sheet",
+        default="results/embedded_adversarial_contact_sheet.png",
+        help="also write a contact sheet ('' to skip)",
+    )
+    table.add_argument("--faces", type=int, default=64)
+    table.add_argument("--types", help="comma-separated subset (default: all 14)")
+    table.add_argument("--fr", default="dlib")
+    table.add_argument("--seed", type=int, default=0)
+    table.add_argument("--device", default="cpu")
 
     info = add("info", cmd_info, "show a detector file's config and metadata")
     info.add_argument("detector")

@@ -196,11 +196,13 @@ def default_cache_dir() -> Path:
 
 
 def build_key(bona_fide_manifest: Path, seed: int, adversarial: Mapping[str, object]) -> str:
-    """Key of everything a build depends on: bona fide files, simulator code, seed."""
+    """Key of everything a build depends on: bona fide files, simulator code, seed, and each
+    adversarial generator's own ``key`` (attack code, settings, FR weights) when it has one."""
     digest = hashlib.sha256(f"seed={seed}".encode())
     digest.update(inspect.getsource(presentation_attacks).encode())
     digest.update(inspect.getsource(presentation_attack_rows).encode())
-    digest.update(json.dumps(sorted(adversarial)).encode())
+    for name in sorted(adversarial):
+        digest.update(f"{name}:{getattr(adversarial[name], 'key', '')}".encode())
     frame = pd.read_csv(bona_fide_manifest, dtype=str, keep_default_na=False)
     digest.update(bona_fide_manifest.read_bytes())
     for path in frame["path"]:
