@@ -51,8 +51,11 @@ class FaceRecognizer(nn.Module):
         check_face_batch(images)
         if images.shape[-2:] != (self.input_size, self.input_size):
             images = F.interpolate(
-                images, size=(self.input_size, self.input_size), mode="bilinear",
-                align_corners=False, antialias=images.shape[-1] > self.input_size,
+                images,
+                size=(self.input_size, self.input_size),
+                mode="bilinear",
+                align_corners=False,
+                antialias=images.shape[-1] > self.input_size,
             )
         out = self.descriptors(images)
         if out.ndim != 2 or out.shape[0] != images.shape[0]:
@@ -159,7 +162,11 @@ class OnnxRecognizer(TorchRecognizer):
         except Exception as error:  # onnx and onnx2torch raise many types
             raise FaceRecognitionError(f"{path}: cannot convert to torch: {error}") from error
         defaults = {
-            "input_size": 112, "metric": "cosine", "name": path.stem,
-            "mean": (127.5, 127.5, 127.5), "std": (127.5, 127.5, 127.5), "scale": 255.0,
+            "input_size": 112,
+            "metric": "cosine",
+            "name": path.stem,
+            "mean": (127.5, 127.5, 127.5),
+            "std": (127.5, 127.5, 127.5),
+            "scale": 255.0,
         }
         super().__init__(model, threshold=threshold, **(defaults | options))
