@@ -212,7 +212,7 @@ def cmd_demo_data(args: argparse.Namespace) -> None:
 
 
 def _adversarial_generators(args: argparse.Namespace) -> dict[str, AdversarialFaces]:
-    if args.no_adversarial:
+    if not args.adversarial:
         return {}
     recognizer = create_recognizer(args.fr, pick_device(args.device))
     return {"adversarial": AdversarialFaces(recognizer, ADVERSARIAL_TYPES, device=args.device)}
@@ -464,9 +464,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("build", "stats"):
         command = data_sub.choices[name]
         command.add_argument(
-            "--no-adversarial",
+            "--adversarial",
             action="store_true",
-            help="presentation attacks only (skip the 14 adversarial types)",
+            help="also craft the 14 adversarial types against --fr (slow on CPU)",
         )
         command.add_argument("--fr", default="dlib", help="FR target: dlib or an .onnx file")
         command.add_argument("--device", default="cpu")

@@ -451,4 +451,5 @@ def test_attack_success_semantics(recognizer: TorchRecognizer, faces: dict) -> N
 def test_attack_base_is_abstract(recognizer: TorchRecognizer, faces: dict) -> None:
     with pytest.raises(NotImplementedError):
         AttackBase(recognizer)(faces["images"])
-    assert math.isclose(create_attack("FGSM", recognizer).eps, 8 / 255)
+    assert math.isclose(create_attack("FGSM", recognizer).eps, 16 / 255)
+    assert math.isclose(create_attack("FGSM", recognizer, "impersonation").eps, 8 / 255)

@@ -78,10 +78,11 @@ class PatchAttack(AttackBase):
         alpha: initial step size of the signed updates (decayed to 0 by a cosine schedule).
         max_shift: largest random shift of patch and mask per step, in pixels (0: none).
         max_scale: largest relative random rescaling per step (0: none).
-        init: initial patch content, a key of :data:`PATCH_INITS`: "random" (uniform noise)
-            or "image" (the clean pixels); None: "random" for dodging (the similarity to the
-            image's own descriptor has no gradient at the clean image), "image" for
-            impersonation (the search starts from the clean face, not from a random one).
+        decay: momentum of the L1-normalised gradients (MI-FGSM style; 0: plain signed
+            gradient steps).
+        init: initial patch content, a key of :data:`PATCH_INITS`: "image" (the clean
+            pixels: the search starts from the clean face; the random placements break the
+            zero gradient of dodging at the clean image) or "random" (uniform noise).
         seed: seed of the initial patch and the random placements.
 
     Attributes:
@@ -100,12 +101,11 @@ class PatchAttack(AttackBase):
         alpha: float = 8 / 255,
         max_shift: float = 2.0,
         max_scale: float = 0.05,
-        init: str | None = None,
+        decay: float = 0.9,
+        init: str = "image",
         seed: int | None = 0,
     ) -> None:
         super().__init__(model, mode, seed=seed)
-        if init is None:
-            init = "random" if self.mode == "dodging" else "image"
         if init not in PATCH_INITS:
             raise ValueError(f"init must be one of {sorted(PATCH_INITS)}, got {init!r}")
         self.init = init
@@ -114,10 +114,13 @@ class PatchAttack(AttackBase):
         for name, value in (("max_shift", max_shift), ("max_scale", max_scale)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+        if not decay >= 0:
+            raise ValueError(f"decay must be >= 0, got {decay!r}")
         if max_scale >= 1:
             raise ValueError(f"max_scale must be < 1, got {max_scale}")
         self.steps, self.alpha = steps, alpha
         self.max_shift, self.max_scale = float(max_shift), float(max_scale)
+        self.decay = decay
 
     def mask(self, landmarks: Tensor, size: tuple[int, int]) -> Tensor:
         """The binary region (B, 1, H, W) for landmarks (B, 5, 2) on images of ``size``."""
@@ -130,6 +133,7 @@ class PatchAttack(AttackBase):
         mask = self.mask(inputs.landmarks, (height, width)).to(images)
         patch = PATCH_INITS[self.init](images, generator)
         jitter = self.max_shift > 0 or self.max_scale > 0
+        momentum = torch.zeros_like(patch)
         for step in range(self.steps):
             patch.requires_grad_(True)
             placed_patch, placed_mask = patch, mask
@@ -148,7 +152,9 @@ class PatchAttack(AttackBase):
             gain = self.gain(adversarial, inputs.reference).sum()
             (gradient,) = torch.autograd.grad(gain, patch)
             step_size = self.alpha * 0.5 * (1 + math.cos(math.pi * step / self.steps))
-            patch = (patch.detach() + step_size * gradient.sign()).clamp(0, 1)
+            scale = gradient.abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
+            momentum = self.decay * momentum + gradient / scale
+            patch = (patch.detach() + step_size * momentum.sign()).clamp(0, 1)
         return images * (1 - mask) + patch.detach() * mask
 
 

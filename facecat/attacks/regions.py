@@ -26,7 +26,7 @@ __all__ = [
 
 #: Sticker rectangles in the face frame: (u_min, u_max, v_min, v_max), units of d.
 STICKER_PLACES: dict[str, tuple[float, float, float, float]] = {
-    "forehead": (-0.55, 0.55, -0.95, -0.4),
+    "forehead": (-0.7, 0.7, -0.95, -0.25),
     "left_cheek": (-0.8, -0.35, 0.45, 0.85),
     "right_cheek": (0.35, 0.8, 0.45, 0.85),
 }
