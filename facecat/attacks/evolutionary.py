@@ -16,8 +16,8 @@ keeps its own state; one model call answers one query of every image still searc
    ``z ~ N(0, C)`` on them (zero elsewhere), upsample it and scale it to ``sigma`` times the
    current distance to the original (the noise scale thus follows the distortion down).
    Add it to the current best moved ``mu`` of the way towards the original, and put the sum
-   back at that distance from the original (a step along the sphere, as in the authors'
-   group's ARES implementation, so every candidate is closer by the factor 1 - mu). A
+   back at that distance from the original (a step along the sphere, as in the thu-ml ARES
+   implementation, so every candidate is closer by the factor 1 - mu). A
    candidate is kept when it is still adversarial and closer than the current best; then
    the evolution path ``p = (1 - cc) p + sqrt(cc (2 - cc)) z`` and the covariance
    ``C = (1 - ccov) C + ccov p^2`` are updated.
@@ -34,6 +34,10 @@ After a call, :attr:`Evolutionary.queries` (decisions asked per image),
 :attr:`Evolutionary.distortion` (L2 distance of each result to its original) and
 :attr:`Evolutionary.found` (an adversarial start was found; otherwise the original image is
 returned unchanged) describe the run.
+
+Against dlib's ResNet on the bundled 64x64 faces the defaults (1000 queries, ``sigma`` 0.1)
+end at a root-mean-square distortion of about 0.022 for dodging and 0.007 for impersonation
+(per pixel and channel, images in [0, 1]); ``sigma`` 0.03 or 0.4 converged more slowly.
 """
 
 from __future__ import annotations
