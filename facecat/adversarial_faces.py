@@ -40,10 +40,29 @@ from facecat.bona_fide import bundled_manifest
 from facecat.contact_sheet import save_contact_sheet
 from facecat.face_recognition import FaceRecognizer
 from facecat.manifest import load_images, read_manifest
+from facecat.protocol import ADVERSARIAL_TYPES
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 32
+
+
+def protocol_attack_options() -> dict[str, dict[str, Any]]:
+    """Attack settings of the embedded protocol build, cheaper than the attacks' defaults.
+
+    The build crafts one adversarial face per bona fide face (725) on the CPU, so the two
+    expensive methods get a smaller budget: the black-box attack 300 queries instead of 1000
+    (its result is still adversarial, only farther from the original) and the patch attacks
+    40 optimisation steps instead of 100. ``benchmarks/bench_attacks.py`` prints the success
+    rate and speed of both settings side by side.
+    """
+    patch = {"steps": 40}
+    return {
+        "Evolutionary": {"max_queries": 300},
+        "Eyeglass": patch,
+        "Sticker": patch,
+        "Facemask": patch,
+    }
 
 
 @dataclass(frozen=True)
@@ -150,8 +169,8 @@ class AdversarialFaces:
     def key(self) -> str:
         """Digest of what the generated images depend on: attack code, settings, target."""
         digest = hashlib.sha256(repr((self.types, sorted(self.options.items()))).encode())
-        for module in (base, gradient, evolutionary, patches, regions):
-            digest.update(inspect.getsource(module).encode())
+        for code in (base, gradient, evolutionary, patches, regions, AdversarialFaces, craft):
+            digest.update(inspect.getsource(code).encode())
         for tensor in self.recognizer.state_dict().values():
             digest.update(tensor.detach().cpu().numpy().tobytes())
         return digest.hexdigest()
@@ -210,6 +229,8 @@ class AdversarialFaces:
                         "label": 0,
                         "attack_type": attack_type,
                         "target_subject": targets["subject"].iloc[i] if impersonation else "",
+                        "source_path": row["path"],
+                        "target_path": targets["path"].iloc[i] if impersonation else "",
                         "fr_success": bool(result.success[i]),
                     }
                 )
@@ -290,6 +311,23 @@ def create_recognizer(spec: str, device: str = "cpu") -> FaceRecognizer:
     if spec.endswith(".onnx"):
         return OnnxRecognizer(spec).to(device).eval()
     raise FaceRecognitionError(f"unknown FR target {spec!r}: use 'dlib' or a path to an .onnx")
+
+
+def protocol_generators(fr: str = "dlib", device: str = "cpu") -> dict[str, AdversarialFaces]:
+    """The embedded protocol's adversarial generators, for ``build_embedded(adversarial=...)``.
+
+    Args:
+        fr: FR target, as :func:`create_recognizer` takes it.
+        device: where the attacks run.
+
+    Returns:
+        ``{"adversarial": AdversarialFaces}`` crafting the 14 types against ``fr`` with
+        :func:`protocol_attack_options`.
+    """
+    generator = AdversarialFaces(
+        create_recognizer(fr, device), ADVERSARIAL_TYPES, protocol_attack_options(), device
+    )
+    return {"adversarial": generator}
 
 
 def bundled_test_faces(count: int) -> tuple[Tensor, Tensor, np.ndarray, list[str]]:

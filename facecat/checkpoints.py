@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import os
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import safetensors.torch
 import torch
 from torch import Tensor, nn
+
+log = logging.getLogger(__name__)
 
 
 class CheckpointError(RuntimeError):
@@ -104,3 +109,84 @@ def state_digest(state: Mapping[str, Tensor]) -> str:
         digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def save_training_state(
+    path: Path,
+    run_key: str,
+    state: dict[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any | None = None,
+) -> None:
+    """Write a training checkpoint atomically, for an exact resume by :func:`load_training_state`.
+
+    Args:
+        path: the checkpoint file.
+        run_key: digest of everything that defines the run (config, data, seed, ...).
+        state: ``epoch``, ``best_epoch``, ``best_eer``, ``best_model`` (a state dict or None)
+            and ``history`` (a list of JSON-serialisable dicts).
+        model: the trained module.
+        optimizer: its optimiser.
+        scheduler: its learning-rate scheduler, if any.
+    """
+    payload = {
+        "run_key": run_key,
+        "epoch": state["epoch"],
+        "best_epoch": state["best_epoch"],
+        "best_eer": state["best_eer"],
+        "best_model": state["best_model"],
+        "history": json.dumps(state["history"]),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": None if scheduler is None else scheduler.state_dict(),
+    }
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def load_training_state(
+    path: Path,
+    run_key: str,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any | None = None,
+) -> dict[str, Any]:
+    """Restore model, optimiser and scheduler from a checkpoint of the same run.
+
+    Args:
+        path: the checkpoint written by :func:`save_training_state`.
+        run_key: the current run's key; a checkpoint of another run is refused.
+        model: filled with the checkpoint's weights.
+        optimizer: filled with the checkpoint's optimiser state.
+        scheduler: filled with the checkpoint's scheduler state, if any.
+
+    Returns:
+        The ``state`` dict that was saved.
+
+    Raises:
+        CheckpointError: when the file is unreadable or belongs to another run.
+    """
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # corrupted or unsafe file
+        raise CheckpointError(
+            f"{path}: cannot resume from this checkpoint ({type(error).__name__}: "
+            f"{str(error)[:200]}); delete it to start over"
+        ) from error
+    if payload.get("run_key") != run_key:
+        raise CheckpointError(
+            f"{path} belongs to a different run (config, data, seed or backbone changed); "
+            "use another output folder or delete the checkpoint"
+        )
+    model.load_state_dict(payload["model"])
+    optimizer.load_state_dict(payload["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(payload["scheduler"])
+    log.info("resuming from %s after epoch %d", path, payload["epoch"])
+    return {
+        "epoch": payload["epoch"],
+        "best_epoch": payload["best_epoch"],
+        "best_eer": payload["best_eer"],
+        "best_model": payload["best_model"],
+        "history": json.loads(payload["history"]),
+    }

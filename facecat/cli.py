@@ -20,6 +20,7 @@ from facecat.adversarial_faces import (
     create_recognizer,
     landmarks_tensor,
     pick_targets,
+    protocol_generators,
     save_image,
     success_table,
 )
@@ -53,9 +54,10 @@ from facecat.registry import (
     pick_device,
     read_detector_header,
 )
+from facecat.reproduce import run_block_ablation, run_main_job
 from facecat.siw_mv2 import write_siw_mv2_manifest
 from facecat.text import TextEncoderError
-from facecat.train import train_facecat, with_epochs
+from facecat.training import train_detector
 
 log = logging.getLogger("facecat")
 
@@ -91,13 +93,12 @@ def cmd_train(args: argparse.Namespace) -> None:
         seed=args.seed,
         **overrides,
     )
-    config = with_epochs(detector.config.train, args.epochs)
-    result = train_facecat(
+    result = train_detector(
         detector,
         manifest.split("train"),
         manifest.split("dev"),
         args.out,
-        config=config,
+        epochs=args.epochs,
         cache_dir=args.cache_dir,
         use_cache=not args.no_cache,
         seed=args.seed,
@@ -212,10 +213,9 @@ def cmd_demo_data(args: argparse.Namespace) -> None:
 
 
 def _adversarial_generators(args: argparse.Namespace) -> dict[str, AdversarialFaces]:
-    if not args.adversarial:
+    if args.no_adversarial:
         return {}
-    recognizer = create_recognizer(args.fr, pick_device(args.device))
-    return {"adversarial": AdversarialFaces(recognizer, ADVERSARIAL_TYPES, device=args.device)}
+    return protocol_generators(args.fr, str(pick_device(args.device)))
 
 
 def cmd_data_build(args: argparse.Namespace) -> None:
@@ -331,6 +331,41 @@ def cmd_attack_table(args: argparse.Namespace) -> None:
     if args.sheet:
         adversarial_contact_sheet(recognizer, args.sheet, types=types, seed=args.seed)
         print(f"wrote {args.sheet}")
+
+
+def cmd_reproduce(args: argparse.Namespace) -> None:
+    table = run_main_job(
+        args.out,
+        cache_dir=args.cache_dir,
+        epochs=args.epochs,
+        seed=args.seed,
+        device=pick_device(args.device),
+        n_boot=args.bootstrap,
+        progress=not args.quiet,
+    )
+    columns = ["detector", "apcer_max", "bpcer", "acer", "eer", "auc", "tdr_at_fdr"]
+    print(table[columns].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+
+
+def cmd_ablate_blocks(args: argparse.Namespace) -> None:
+    try:
+        block_sets = tuple(tuple(int(b) for b in text.split(",")) for text in args.blocks)
+    except ValueError as error:
+        raise ValueError(
+            f"--blocks takes comma-separated block indices, e.g. 1,3,5: {error}"
+        ) from error
+    table = run_block_ablation(
+        block_sets,
+        args.out,
+        config=args.model,
+        cache_dir=args.cache_dir,
+        epochs=args.epochs,
+        seed=args.seed,
+        device=pick_device(args.device),
+        progress=not args.quiet,
+    )
+    columns = ["blocks", "dev_eer", "acer", "eer", "auc", "tdr_at_fdr", "chosen"]
+    print(table[columns].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 
 
 def cmd_info(args: argparse.Namespace) -> None:
@@ -464,9 +499,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("build", "stats"):
         command = data_sub.choices[name]
         command.add_argument(
-            "--adversarial",
+            "--no-adversarial",
             action="store_true",
-            help="also craft the 14 adversarial types against --fr (slow on CPU)",
+            help="presentation attacks only (skip crafting the 14 adversarial types, ~6 min)",
         )
         command.add_argument("--fr", default="dlib", help="FR target: dlib or an .onnx file")
         command.add_argument("--device", default="cpu")
@@ -523,6 +558,33 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--fr", default="dlib")
     table.add_argument("--seed", type=int, default=0)
     table.add_argument("--device", default="cpu")
+
+    reproduce = add(
+        "reproduce",
+        cmd_reproduce,
+        "the main job: FaceCat vs CDCN and the ablations on the embedded protocol -> results/",
+    )
+    reproduce.add_argument("--out", default="results", help="folder for the CSVs and PNGs")
+    reproduce.add_argument("--cache-dir", help="protocol, features and runs ($FACECAT_CACHE)")
+    reproduce.add_argument("--epochs", type=int, help="override every detector's epochs")
+    reproduce.add_argument("--seed", type=int, default=0)
+    reproduce.add_argument("--device", default="cpu")
+    reproduce.add_argument("--bootstrap", type=int, default=1000, help="CI resamples")
+    reproduce.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    ablate = add(
+        "ablate-blocks",
+        cmd_ablate_blocks,
+        "FaceCat per set of decoder blocks on the embedded protocol (paper Table 3) -> results/",
+    )
+    ablate.add_argument("--blocks", nargs="+", required=True, help="block sets, e.g. 1,3,5 3 3,4,5")
+    ablate.add_argument("--model", default="facecat-small", help="FaceCat config to vary")
+    ablate.add_argument("--out", default="results")
+    ablate.add_argument("--cache-dir", help="protocol, features and runs ($FACECAT_CACHE)")
+    ablate.add_argument("--epochs", type=int, help="override the config's epochs")
+    ablate.add_argument("--seed", type=int, default=0)
+    ablate.add_argument("--device", default="cpu")
+    ablate.add_argument("--quiet", action="store_true", help="no progress bars")
 
     info = add("info", cmd_info, "show a detector file's config and metadata")
     info.add_argument("detector")

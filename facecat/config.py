@@ -102,11 +102,24 @@ class FaceCatConfig:
         }
         for key, kind in nested.items():
             if key in data:
-                data[key] = _build(kind, data[key], key)
-        return _build(cls, data, "detector config")
+                data[key] = parse_dataclass(kind, data[key], key)
+        return parse_dataclass(cls, data, "detector config")
 
 
-def _build(kind: type, values: Any, where: str) -> Any:
+def parse_dataclass(kind: type, values: Any, where: str) -> Any:
+    """Build the dataclass ``kind`` from a dict, naming unknown fields and bad values.
+
+    Args:
+        kind: the (config) dataclass.
+        values: its fields as a dict.
+        where: what is parsed, used in messages (e.g. "detector config").
+
+    Returns:
+        The dataclass instance.
+
+    Raises:
+        ConfigError: when ``values`` is not a dict, has unknown fields, or is rejected.
+    """
     if not isinstance(values, dict):
         raise ConfigError(f"{where}: expected an object, got {type(values).__name__}")
     known = {f.name for f in fields(kind)}

@@ -121,6 +121,17 @@ class FaceCat(nn.Module):
         features = self.extractor(images, differentiable=differentiable)
         return self.logits_from_features(features)[0]
 
+    def differentiable_scores(self, images: Tensor) -> Tensor:
+        """P(real) with gradients with respect to the images (for adaptive attackers).
+
+        The backbone stays frozen and in its current mode; only the input gets gradients.
+
+        Shape:
+            (B, 3, S, S) -> (B,)
+        """
+        check_image_batch(images)
+        return self(images, differentiable=True).softmax(dim=1)[:, REAL]
+
     def scores(self, images: Tensor) -> Tensor:
         """P(real) for a batch of RGB images in [0, 1].
 

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from facecat import metrics
 from facecat.cache import FeatureCache, ImageFiles
-from facecat.checkpoints import CheckpointError, atomic_write
+from facecat.checkpoints import atomic_write, load_training_state, save_training_state
 from facecat.config import TrainConfig
 from facecat.losses import facecat_loss
 from facecat.manifest import Manifest
@@ -195,7 +195,7 @@ def train_facecat(
     state = {"epoch": 0, "best_epoch": 0, "best_eer": math.inf, "best_model": None, "history": []}
     checkpoint_path = out_dir / CHECKPOINT_NAME
     if resume and checkpoint_path.is_file():
-        state = _resume(checkpoint_path, run_key, model, optimizer, scheduler)
+        state = load_training_state(checkpoint_path, run_key, model, optimizer, scheduler)
 
     loss_cfg = detector.config.loss
     for epoch in range(state["epoch"] + 1, config.epochs + 1):
@@ -261,7 +261,7 @@ def train_facecat(
             dev_eer,
             dev_auc,
         )
-        _save_checkpoint(checkpoint_path, run_key, state, model, optimizer, scheduler)
+        save_training_state(checkpoint_path, run_key, state, model, optimizer, scheduler)
         if on_epoch_end is not None:
             on_epoch_end(epoch)
 
@@ -283,60 +283,6 @@ def train_facecat(
         },
     )
     return TrainResult(detector_path, state["best_epoch"], state["best_eer"], history)
-
-
-def _save_checkpoint(
-    path: Path,
-    run_key: str,
-    state: dict,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: object,
-) -> None:
-    payload = {
-        "run_key": run_key,
-        "epoch": state["epoch"],
-        "best_epoch": state["best_epoch"],
-        "best_eer": state["best_eer"],
-        "best_model": state["best_model"],
-        "history": json.dumps(state["history"]),
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-    }
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
-
-
-def _resume(
-    path: Path,
-    run_key: str,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: object,
-) -> dict:
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # corrupted or unsafe file
-        raise CheckpointError(
-            f"{path}: cannot resume from this checkpoint ({type(error).__name__}: "
-            f"{str(error)[:200]}); delete it to start over"
-        ) from error
-    if payload.get("run_key") != run_key:
-        raise CheckpointError(
-            f"{path} belongs to a different run (config, data, seed or backbone changed); "
-            "use another output folder or delete the checkpoint"
-        )
-    model.load_state_dict(payload["model"])
-    optimizer.load_state_dict(payload["optimizer"])
-    scheduler.load_state_dict(payload["scheduler"])
-    log.info("resuming from %s after epoch %d", path, payload["epoch"])
-    return {
-        "epoch": payload["epoch"],
-        "best_epoch": payload["best_epoch"],
-        "best_eer": payload["best_eer"],
-        "best_model": payload["best_model"],
-        "history": json.loads(payload["history"]),
-    }
 
 
 def with_epochs(config: TrainConfig, epochs: int | None) -> TrainConfig:

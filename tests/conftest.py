@@ -10,10 +10,6 @@ import torch
 from facecat.demo import write_lfw_manifest
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--device", default="cpu", help="device for device-aware tests (cpu, cuda)")
-
-
 @pytest.fixture(scope="session")
 def device(request: pytest.FixtureRequest) -> torch.device:
     name = request.config.getoption("--device")

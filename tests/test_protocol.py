@@ -129,7 +129,8 @@ def test_exception_protocol_arguments(protocol):
 
 
 def test_cli_data_stats_and_show(protocol, tmp_path, capsys):
-    assert main(["data", "stats", "--cache-dir", str(protocol.root.parent)]) == 0
+    args = ["data", "stats", "--no-adversarial", "--cache-dir", str(protocol.root.parent)]
+    assert main(args) == 0
     out = capsys.readouterr().out
     for attack_type in PA_TYPES:
         assert attack_type in out

@@ -1,0 +1,132 @@
+"""Seaborn figures drawn from the tidy result tables (plots read tables, never models).
+
+Every function takes a table as the main job writes it, draws one figure and writes it
+atomically as a PNG.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from sklearn.metrics import roc_curve
+
+from facecat.checkpoints import atomic_write
+
+#: Metric columns of a comparison table and their display names (all rates in [0, 1]).
+METRICS = {
+    "apcer_max": "APCER (max)",
+    "bpcer": "BPCER",
+    "acer": "ACER",
+    "eer": "EER",
+    "auc": "AUC",
+    "tdr_at_fdr": "TDR@0.2%FDR",
+}
+
+
+def _save(figure: plt.Figure, path: str | Path) -> Path:
+    path = Path(path)
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=120))
+    plt.close(figure)
+    return path
+
+
+def long_metrics(table: pd.DataFrame, label: str = "detector") -> pd.DataFrame:
+    """Wide metric table (one row per detector, ``<m>_ci_low/high`` columns) -> long form.
+
+    Returns:
+        Columns ``label``, metric, value, ci_low, ci_high (NaN where no interval exists).
+    """
+    rows = []
+    for _, row in table.iterrows():
+        for column, shown in METRICS.items():
+            rows.append(
+                {
+                    label: row[label],
+                    "metric": shown,
+                    "value": row[column],
+                    "ci_low": row.get(f"{column}_ci_low", np.nan),
+                    "ci_high": row.get(f"{column}_ci_high", np.nan),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def plot_comparison(table: pd.DataFrame, path: str | Path, *, title: str) -> Path:
+    """Grouped bars of every metric per detector with bootstrap CI whiskers.
+
+    Args:
+        table: one row per detector with a ``detector`` column and the :data:`METRICS`
+            columns (plus optional CI columns).
+        path: output PNG.
+        title: figure title.
+    """
+    data = long_metrics(table)
+    detectors = list(table["detector"])
+    figure, axis = plt.subplots(figsize=(10, 4.5))
+    sns.barplot(data=data, x="metric", y="value", hue="detector", hue_order=detectors, ax=axis)
+    width = 0.8 / len(detectors)
+    for index, detector in enumerate(detectors):
+        part = data[data["detector"] == detector].reset_index(drop=True)
+        centres = np.arange(len(part)) - 0.4 + width * (index + 0.5)
+        low = (part["value"] - part["ci_low"]).clip(lower=0)
+        high = (part["ci_high"] - part["value"]).clip(lower=0)
+        axis.errorbar(
+            centres, part["value"], yerr=[low, high], fmt="none", ecolor="black", capsize=2
+        )
+    axis.set(ylim=(0, 1.05), xlabel="", ylabel="rate (test split, dev threshold)", title=title)
+    axis.legend(loc="upper left", fontsize="small")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_roc(scores: pd.DataFrame, path: str | Path, *, title: str) -> Path:
+    """ROC curves (attack detection rate vs bona fide rejection rate) per detector.
+
+    Args:
+        scores: per-image rows with ``detector``, ``split``, ``label`` (1 = bona fide) and
+            ``score`` (P(real)); only the test split is drawn.
+        path: output PNG.
+        title: figure title.
+    """
+    figure, axis = plt.subplots(figsize=(5, 5))
+    test = scores[scores["split"] == "test"]
+    for detector, part in test.groupby("detector", sort=False):
+        bpcer, tdr, _ = roc_curve(1 - part["label"], 1 - part["score"])
+        axis.plot(bpcer, tdr, label=detector)
+    axis.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    axis.set(
+        xscale="log",
+        xlim=(1e-3, 1),
+        ylim=(0, 1.01),
+        xlabel="bona fide rejected (false detection rate)",
+        ylabel="attacks detected (TDR)",
+        title=title,
+    )
+    axis.legend(loc="lower right", fontsize="small")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_per_type(per_type: pd.DataFrame, path: str | Path, *, title: str) -> Path:
+    """Heat map of APCER per attack type (rows) and detector (columns).
+
+    Args:
+        per_type: long rows with ``detector``, ``attack_type`` and ``apcer``.
+        path: output PNG.
+        title: figure title.
+    """
+    grid = per_type.pivot(index="attack_type", columns="detector", values="apcer")
+    grid = grid[list(dict.fromkeys(per_type["detector"]))]
+    figure, axis = plt.subplots(figsize=(1.6 * grid.shape[1] + 3, 0.32 * len(grid) + 1.5))
+    sns.heatmap(grid, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="rocket_r", ax=axis)
+    axis.set(xlabel="", ylabel="", title=title)
+    figure.tight_layout()
+    return _save(figure, path)

@@ -1,0 +1,339 @@
+"""The main job: FaceCat vs CDCN on the embedded protocol, with the paper's ablations.
+
+One call builds (or reuses) the embedded protocol with all 28 attack types (protocol 1),
+trains every variant on its train split with dev-split model selection, evaluates each on
+the test split at a threshold fixed on the dev split, and writes a Table-4-style comparison
+(APCER, BPCER, ACER, EER, AUC, TDR@0.2%FDR with bootstrap confidence intervals), per-type
+APCER, per-image scores and their plots. Trained runs live in the cache folder and resume or
+are reused when the job runs again with the same inputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from facecat import metrics, plots
+from facecat.adversarial_faces import protocol_generators
+from facecat.checkpoints import atomic_write
+from facecat.evaluate import evaluate_detector
+from facecat.manifest import Manifest
+from facecat.protocol import EmbeddedProtocol, build_embedded, counts, default_cache_dir
+from facecat.registry import create_detector, load_detector
+from facecat.training import train_detector
+
+log = logging.getLogger(__name__)
+
+COMPARISON_NAME = "embedded_table4.csv"
+PER_TYPE_NAME = "embedded_per_type_apcer.csv"
+SCORES_NAME = "embedded_scores.csv"
+COUNTS_NAME = "embedded_protocol_counts.csv"
+ABLATION_NAME = "embedded_blocks_ablation.csv"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the comparison: a packaged detector config plus overrides and options."""
+
+    label: str
+    config: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def slug(self) -> str:
+        text = json.dumps([self.config, self.overrides, self.options], sort_keys=True)
+        return f"{self.config}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+
+
+#: FaceCat with text guidance, the two ablations of the paper (Table 4 and section 5.4),
+#: and the CDCN baseline.
+VARIANTS = (
+    Variant("FaceCat", "facecat-small"),
+    Variant("FaceCat w/o TG", "facecat-small", overrides={"text_guided": False}),
+    Variant("FaceCat, untrained FDM", "facecat-small", options={"unet_weights": "random"}),
+    Variant("CDCN", "cdcn"),
+)
+
+
+class Progress:
+    """Prints each stage of a long job with the seconds elapsed since the job started."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        print(f"[{time.perf_counter() - self.started:7.1f} s] {message}", flush=True)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Test-split results of several variants on one protocol."""
+
+    table: pd.DataFrame
+    per_type: pd.DataFrame
+    scores: pd.DataFrame
+
+
+def embedded_p1(
+    cache_dir: Path, *, seed: int, bona_fide: str | Path | None, device: str | torch.device
+) -> EmbeddedProtocol:
+    """The embedded protocol with all 28 types, adversarial faces crafted against dlib."""
+    return build_embedded(
+        cache_dir,
+        seed=seed,
+        bona_fide=bona_fide,
+        adversarial=protocol_generators("dlib", str(device)),
+    )
+
+
+def compare_variants(
+    protocol: EmbeddedProtocol,
+    manifest: Manifest,
+    variants: tuple[Variant, ...],
+    *,
+    cache_dir: Path,
+    report: Progress,
+    epochs: int | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    n_boot: int = 1000,
+    progress: bool = True,
+) -> Comparison:
+    """Train (or reuse) every variant on ``manifest`` and evaluate it on its test split.
+
+    Args:
+        protocol: the built protocol (its folder keys the training runs).
+        manifest: the protocol split to train and test on (e.g. ``protocol.p1()``).
+        variants: the detectors.
+        cache_dir: where training runs live (``cache_dir/runs/<protocol>/<variant>``).
+        report: stage printer.
+        epochs: override every variant's configured number of epochs.
+        seed: initialisation and batch-order seed.
+        device: where training and scoring run.
+        n_boot: bootstrap resamples of the confidence intervals.
+        progress: show progress bars.
+
+    Returns:
+        The comparison table (one row per variant, plus ``dev_eer``), per-type APCER (long)
+        and per-image dev and test scores (paths relative to the protocol folder).
+    """
+    rows, per_type, scores = [], [], []
+    for variant in variants:
+        report(f"{variant.label}: training ({variant.config})")
+        run_dir = cache_dir / "runs" / protocol.root.name / variant.slug
+        detector_path = train_variant(
+            variant,
+            manifest,
+            run_dir,
+            epochs=epochs,
+            seed=seed,
+            device=device,
+            feature_cache=cache_dir / "features",
+            progress=progress,
+        )
+        report(f"{variant.label}: evaluating on the test split")
+        detector = load_detector(detector_path, device=device)
+        table, variant_scores = evaluate_detector(
+            detector,
+            manifest,
+            size=detector.image_size,
+            device=device,
+            n_boot=n_boot,
+            progress=progress,
+        )
+        dev = variant_scores[variant_scores["split"] == "dev"]
+        row = {"detector": variant.label} | table.iloc[0].drop("detector").to_dict()
+        row["dev_eer"] = metrics.eer(dev["score"].to_numpy(), dev["label"].to_numpy())[0]
+        rows.append(row)
+        per_type += [
+            {"detector": variant.label, "attack_type": key[6:-1], "apcer": value}
+            for key, value in row.items()
+            if key.startswith("apcer[")
+        ]
+        variant_scores.insert(0, "detector", variant.label)
+        variant_scores["path"] = [
+            str(Path(p).relative_to(protocol.root)) for p in variant_scores["path"]
+        ]
+        scores.append(variant_scores)
+        report(
+            f"{variant.label}: ACER {row['acer']:.4f}  EER {row['eer']:.4f}  "
+            f"AUC {row['auc']:.4f}  TDR@0.2%FDR {row['tdr_at_fdr']:.4f}"
+        )
+    table = pd.DataFrame(rows)
+    table = table[[c for c in table.columns if "[" not in c]]
+    return Comparison(table, pd.DataFrame(per_type), pd.concat(scores, ignore_index=True))
+
+
+def run_main_job(
+    out_dir: str | Path = "results",
+    *,
+    cache_dir: str | Path | None = None,
+    bona_fide: str | Path | None = None,
+    variants: tuple[Variant, ...] = VARIANTS,
+    epochs: int | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    n_boot: int = 1000,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Build the embedded protocol, train and evaluate every variant, write tables and plots.
+
+    Args:
+        out_dir: where the CSVs and PNGs go (``results/``).
+        cache_dir: protocol builds, feature caches and training runs (default
+            ``$FACECAT_CACHE``).
+        bona_fide: bona fide manifest the protocol is built from (default: the bundled set).
+        variants: the detectors to compare.
+        epochs: override every variant's configured number of epochs.
+        seed: protocol, initialisation and batch-order seed.
+        device: where attacks, feature extraction, training and scoring run.
+        n_boot: bootstrap resamples of the confidence intervals.
+        progress: show progress bars.
+
+    Returns:
+        The comparison table (one row per variant).
+    """
+    report = Progress()
+    out_dir = Path(out_dir)
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    report("building or loading the embedded protocol (28 attack types)")
+    protocol = embedded_p1(cache_dir, seed=seed, bona_fide=bona_fide, device=device)
+    manifest = protocol.p1()
+    report(f"protocol ready: {len(manifest)} samples in {protocol.root}")
+    atomic_write(
+        out_dir / COUNTS_NAME, lambda tmp: counts(manifest).to_csv(tmp, index_label="attack_type")
+    )
+    result = compare_variants(
+        protocol,
+        manifest,
+        variants,
+        cache_dir=cache_dir,
+        report=report,
+        epochs=epochs,
+        seed=seed,
+        device=device,
+        n_boot=n_boot,
+        progress=progress,
+    )
+    for name, table in (
+        (COMPARISON_NAME, result.table),
+        (PER_TYPE_NAME, result.per_type),
+        (SCORES_NAME, result.scores),
+    ):
+        atomic_write(out_dir / name, lambda tmp, t=table: t.to_csv(tmp, index=False))
+    title = "embedded protocol P1 (28 types), test split"
+    plots.plot_comparison(result.table, out_dir / "embedded_table4.png", title=title)
+    plots.plot_roc(result.scores, out_dir / "embedded_roc.png", title=title)
+    plots.plot_per_type(result.per_type, out_dir / "embedded_per_type_apcer.png", title=title)
+    report(f"wrote tables and plots to {out_dir}")
+    return result.table
+
+
+def run_block_ablation(
+    block_sets: tuple[tuple[int, ...], ...],
+    out_dir: str | Path = "results",
+    *,
+    config: str = "facecat-small",
+    cache_dir: str | Path | None = None,
+    bona_fide: str | Path | None = None,
+    epochs: int | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    n_boot: int = 200,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Which decoder blocks to read (paper Table 3): FaceCat per block set on protocol 1.
+
+    The recommended set is the one with the lowest dev-split EER (the test split never
+    chooses); the table marks it in the ``chosen`` column.
+
+    Args:
+        block_sets: decoder output-block indices per variant.
+        out_dir: receives ``embedded_blocks_ablation.csv`` and its plot.
+        config: the FaceCat config whose blocks vary.
+        cache_dir, bona_fide, epochs, seed, device, n_boot, progress: as
+            :func:`run_main_job`.
+
+    Returns:
+        One row per block set.
+    """
+    report = Progress()
+    out_dir = Path(out_dir)
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    protocol = embedded_p1(cache_dir, seed=seed, bona_fide=bona_fide, device=device)
+    variants = tuple(
+        Variant(
+            "blocks " + ",".join(map(str, blocks)),
+            config,
+            overrides={"features": {"blocks": list(blocks)}},
+        )
+        for blocks in block_sets
+    )
+    result = compare_variants(
+        protocol,
+        protocol.p1(),
+        variants,
+        cache_dir=cache_dir,
+        report=report,
+        epochs=epochs,
+        seed=seed,
+        device=device,
+        n_boot=n_boot,
+        progress=progress,
+    )
+    table = result.table.rename(columns={"detector": "blocks"})
+    table["blocks"] = [",".join(map(str, b)) for b in block_sets]
+    table["chosen"] = table["dev_eer"] == table["dev_eer"].min()
+    atomic_write(out_dir / ABLATION_NAME, lambda tmp: table.to_csv(tmp, index=False))
+    plots.plot_comparison(
+        result.table,
+        out_dir / "embedded_blocks_ablation.png",
+        title=f"{config}: decoder blocks read (test split)",
+    )
+    report(f"wrote {out_dir / ABLATION_NAME}")
+    return table
+
+
+def train_variant(
+    variant: Variant,
+    manifest: Manifest,
+    run_dir: Path,
+    *,
+    epochs: int | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    feature_cache: Path | None = None,
+    progress: bool = True,
+) -> Path:
+    """Train ``variant`` on ``manifest``'s train split (dev selects the epoch) in ``run_dir``.
+
+    A finished or interrupted run with the same inputs in ``run_dir`` is resumed. FaceCat
+    variants share backbone features through ``feature_cache`` (default: one per run).
+
+    Returns:
+        The saved detector file.
+    """
+    detector = create_detector(
+        variant.config, seed=seed, device=device, **variant.overrides, **variant.options
+    )
+    result = train_detector(
+        detector,
+        manifest.split("train"),
+        manifest.split("dev"),
+        run_dir,
+        epochs=epochs,
+        seed=seed,
+        device=device,
+        cache_dir=feature_cache,
+        progress=progress,
+    )
+    return result.detector_path

@@ -1,0 +1,1 @@
+"""Robustness harness: input transformations at graded severities and detector suites."""

@@ -1,0 +1,178 @@
+"""Runs a robustness check, records its figures whether it passes or not, then judges it.
+
+Every check yields one record: detector, suite, case, severity, AUC, ACER, EER,
+TDR@0.2%FDR (with bootstrap confidence intervals), the threshold (always fixed on the clean
+dev split), the criterion, pass / fail and the seconds it took.
+
+* **transform**: the detector trained on all types scores the transformed test split.
+* **unseen**: the detector trained without one attack type scores the test split's bona
+  fide faces and that type.
+* **adaptive**: the test split's adversarial faces that fool the FR model are perturbed by
+  the adaptive attacker (:mod:`robustness.adaptive`) within the budget; the record adds the
+  detection rate at the dev threshold and the share still fooling the FR model.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from facecat.adversarial_faces import create_recognizer
+from facecat.attacks import parse_adversarial_type
+from facecat.evaluate import evaluate_detector, evaluate_scores
+from facecat.manifest import load_images
+from facecat.protocol import ADVERSARIAL_TYPES
+from robustness.adaptive import adaptive_attack, differentiable_scores
+from robustness.checks import Check, Criteria
+from robustness.detectors import DetectorPool, score_images
+from robustness.transforms import apply_transform
+
+RECORD_METRICS = ("auc", "acer", "eer", "tdr_at_fdr", "apcer_max", "bpcer")
+
+
+class Harness:
+    """Runs checks on a :class:`DetectorPool` and keeps their records.
+
+    Args:
+        pool: the detectors and the protocol.
+        criteria: pass criteria and expected failures.
+        n_boot: bootstrap resamples of the confidence intervals.
+        seed: seed of random transformations, bootstrap and the adaptive attacker.
+        adaptive_limit: at most this many adversarial faces per adaptive check.
+    """
+
+    def __init__(
+        self,
+        pool: DetectorPool,
+        criteria: Criteria,
+        *,
+        n_boot: int = 200,
+        seed: int = 0,
+        adaptive_limit: int = 64,
+    ) -> None:
+        self.pool = pool
+        self.criteria = criteria
+        self.n_boot = n_boot
+        self.seed = seed
+        self.adaptive_limit = adaptive_limit
+        self.records: list[dict[str, Any]] = []
+
+    def run(self, check: Check) -> dict[str, Any]:
+        """Measure ``check``, record it, print a one-line summary, then assert its criterion."""
+        started = time.perf_counter()
+        figures = {"transform": self._transform, "unseen": self._unseen}.get(
+            check.suite, self._adaptive
+        )(check)
+        passed, criterion = self.criteria.verdict(check, figures["auc"])
+        record = {
+            "id": check.id,
+            "detector": check.detector,
+            "suite": check.suite,
+            "case": check.case,
+            "severity": check.severity,
+            **{k: v for k, v in figures.items() if "[" not in k},
+            "criterion": criterion,
+            "passed": passed,
+            "expected_failure": self.criteria.expected_failure(check) or "",
+            "seconds": time.perf_counter() - started,
+        }
+        self.records.append(record)
+        print(
+            f"\n{check.id}: AUC {record['auc']:.4f} [{record['auc_ci_low']:.4f}, "
+            f"{record['auc_ci_high']:.4f}]  ACER {record['acer']:.4f}  "
+            f"TDR@0.2%FDR {record['tdr_at_fdr']:.4f}  ({record['seconds']:.1f} s)"
+        )
+        assert passed, f"{check.id}: AUC {record['auc']:.4f} fails {criterion}"
+        return record
+
+    def _dev(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        detector = self.pool.detector(name)
+        dev = self.pool.split("dev", detector.image_size)
+        return self.pool.dev_scores(name), dev.labels
+
+    def _transform(self, check: Check) -> dict[str, Any]:
+        detector = self.pool.detector(check.detector)
+        test = self.pool.split("test", detector.image_size)
+        images = apply_transform(check.case, test.images, check.severity, seed=self.seed)
+        dev_scores, dev_labels = self._dev(check.detector)
+        return evaluate_scores(
+            dev_scores,
+            dev_labels,
+            score_images(detector, images),
+            test.labels,
+            test.attack_types,
+            n_boot=self.n_boot,
+            seed=self.seed,
+        )
+
+    def _unseen(self, check: Check) -> dict[str, Any]:
+        detector = self.pool.detector(check.detector, held_out=check.case)
+        table, _ = evaluate_detector(
+            detector,
+            self.pool.held_out_manifest(check.case),
+            size=detector.image_size,
+            device=self.pool.device,
+            n_boot=self.n_boot,
+        )
+        return table.iloc[0].drop("detector").to_dict()
+
+    def _adaptive(self, check: Check) -> dict[str, Any]:
+        detector = self.pool.detector(check.detector)
+        try:
+            score = differentiable_scores(detector)
+        except TypeError as error:
+            pytest.skip(str(error))
+        test = self.pool.split("test", detector.image_size)
+        frame = test.frame
+        if not {"source_path", "fr_success"} <= set(frame.columns):
+            pytest.skip("the protocol's adversarial rows carry no source_path / fr_success")
+        chosen = np.flatnonzero(
+            frame["attack_type"].isin(ADVERSARIAL_TYPES).to_numpy()
+            & (frame["fr_success"].astype(str) == "True").to_numpy()
+        )[: self.adaptive_limit]
+        if not len(chosen):
+            pytest.skip("no adversarial test faces that fool the FR model")
+        recognizer = create_recognizer("dlib", str(self.pool.device))
+        modes = [parse_adversarial_type(t)[1] for t in frame["attack_type"].iloc[chosen]]
+        reference_paths = [
+            row["target_path"] if mode == "impersonation" else row["source_path"]
+            for mode, (_, row) in zip(modes, frame.iloc[chosen].iterrows(), strict=True)
+        ]
+        with torch.no_grad():
+            references = recognizer(
+                load_images([test.root / Path(p) for p in reference_paths], size=None).to(
+                    self.pool.device
+                )
+            )
+        adversarial = adaptive_attack(
+            score,
+            recognizer,
+            test.images[chosen],
+            references,
+            modes,
+            eps=check.severity / 255,
+            seed=self.seed,
+        )
+        with torch.no_grad():
+            same = recognizer.same_identity(recognizer(adversarial), references).cpu()
+        fooled = same == torch.tensor([mode == "impersonation" for mode in modes])
+        bona_fide = np.flatnonzero(test.labels == 1)
+        scores = np.concatenate(
+            [score_images(detector, test.images[bona_fide]), score_images(detector, adversarial)]
+        )
+        labels = np.concatenate([test.labels[bona_fide], np.zeros(len(chosen), dtype=int)])
+        types = np.concatenate([test.attack_types[bona_fide], test.attack_types[chosen]])
+        dev_scores, dev_labels = self._dev(check.detector)
+        figures = evaluate_scores(
+            dev_scores, dev_labels, scores, labels, types, n_boot=self.n_boot, seed=self.seed
+        )
+        attacked = scores[len(bona_fide) :]
+        figures["detection_rate"] = float((attacked < figures["threshold"]).mean())
+        figures["fr_success_kept"] = float(fooled.float().mean())
+        figures["n_adversarial"] = len(chosen)
+        return figures

@@ -1,0 +1,152 @@
+"""The robustness harness's parts: check ids, criteria, records, comparison, curves, attacker."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from facecat.adversarial_faces import bundled_test_faces, create_recognizer
+from facecat.protocol import ATTACK_TYPES
+from facecat.registry import create_detector
+from robustness.adaptive import adaptive_attack, differentiable_scores
+from robustness.checks import (
+    Check,
+    Criteria,
+    adaptive_checks,
+    check_params,
+    transform_checks,
+    unseen_checks,
+)
+from robustness.report import CHECKS_NAME, COMPARISON_NAME, auc_comparison, write_results
+
+
+def test_check_ids_read_as_documented():
+    assert Check("facecat", "transform", "jpeg", 3).id == "facecat-jpeg-sev3"
+    assert Check("cdcn", "transform", "gaussian_blur", 5).id == "cdcn-gaussian_blur-sev5"
+    assert Check("facecat", "unseen", "Mask_Silicone").id == "facecat-unseen-Mask_Silicone"
+    assert Check("cdcn", "adaptive", "adaptive", 8).id == "cdcn-adaptive-eps8"
+    with pytest.raises(ValueError, match="unknown suite"):
+        Check("facecat", "weather", "rain")
+
+
+def test_check_generators_cover_the_grid():
+    checks = transform_checks(["facecat", "cdcn"], ["jpeg", "bit_depth"])
+    assert len(checks) == 2 * 2 * 6
+    assert len({c.id for c in checks}) == len(checks)
+    assert len(unseen_checks(["facecat"])) == len(ATTACK_TYPES) == 28
+    assert [c.severity for c in adaptive_checks(["cdcn"])] == [0, 2, 4, 8]
+
+
+def test_criteria_rules_and_expected_failures(tmp_path):
+    path = tmp_path / "criteria.json"
+    path.write_text(
+        json.dumps(
+            {
+                "rules": [
+                    {"match": "*-sev0", "min_auc": 0.9},
+                    {"match": "facecat-*", "min_auc": 0.7},
+                ],
+                "expected_failures": [{"match": "cdcn-jpeg-sev5", "reason": "codec wipes depth"}],
+            }
+        )
+    )
+    criteria = Criteria.load(path)
+    assert criteria.min_auc(Check("facecat", "transform", "jpeg", 0)) == 0.9
+    assert criteria.min_auc(Check("facecat", "transform", "jpeg", 2)) == 0.7
+    assert criteria.min_auc(Check("cdcn", "transform", "jpeg", 2)) is None
+    assert criteria.verdict(Check("facecat", "transform", "jpeg", 0), 0.85) == (
+        False,
+        "AUC >= 0.9",
+    )
+    assert criteria.verdict(Check("cdcn", "transform", "jpeg", 2), 0.1)[0]
+    params = check_params(transform_checks(["cdcn"], ["jpeg"]), criteria)
+    marked = {p.id: p.marks for p in params}
+    assert [m.kwargs["reason"] for m in marked["cdcn-jpeg-sev5"]] == ["codec wipes depth"]
+    assert not marked["cdcn-jpeg-sev4"]
+
+
+def test_bad_criteria_file_is_named(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text('{"rules": [{"min_auc": 0.5}]}')
+    with pytest.raises(ValueError, match=r"bad\.json"):
+        Criteria.load(path)
+
+
+def _record(detector: str, case: str, severity: int, auc: float) -> dict:
+    return {
+        "id": Check(detector, "transform", case, severity).id,
+        "detector": detector,
+        "suite": "transform",
+        "case": case,
+        "severity": severity,
+        "auc": auc,
+        "auc_ci_low": auc - 0.05,
+        "auc_ci_high": min(auc + 0.05, 1.0),
+    }
+
+
+def test_results_merge_across_sessions_and_compare(tmp_path):
+    first = [
+        _record(detector, "jpeg", severity, clean - 0.2 * severity)
+        for detector, clean in (("facecat", 0.95), ("cdcn", 0.9))
+        for severity in (0, 1)
+    ]
+    write_results(first, tmp_path, compare=("facecat", "cdcn"))
+    second = [_record("cdcn", "jpeg", 1, 0.5), _record("cdcn", "bit_depth", 0, 0.8)]
+    written = write_results(second, tmp_path, compare=("facecat", "cdcn"))
+    checks = pd.read_csv(tmp_path / CHECKS_NAME)
+    assert len(checks) == 5  # the re-run cdcn-jpeg-sev1 replaced, bit_depth added
+    assert checks.set_index("id").loc["cdcn-jpeg-sev1", "auc"] == 0.5
+    comparison = pd.read_csv(tmp_path / COMPARISON_NAME)
+    row = comparison[(comparison["case"] == "jpeg") & (comparison["severity"] == 1)].iloc[0]
+    assert row["auc_facecat"] == pytest.approx(0.75)
+    assert row["relative_improvement"] == pytest.approx((0.75 - 0.5) / 0.5)
+    assert {p.name for p in written} >= {"curve_jpeg.png", "curve_bit_depth.png"}
+    assert (tmp_path / "curve_jpeg.png").stat().st_size > 5_000
+
+
+def test_auc_comparison_needs_both_detectors():
+    records = pd.DataFrame([_record("facecat", "jpeg", 0, 0.9)])
+    assert auc_comparison(records, "facecat", "cdcn").empty
+
+
+@pytest.fixture(scope="module")
+def attack_setup():
+    torch.manual_seed(0)
+    recognizer = create_recognizer("dlib")
+    images, _, _, _ = bundled_test_faces(2)
+    detector = create_detector("facecat-tiny", unet_weights="random", text_guided=False)
+    with torch.no_grad():
+        references = recognizer(images.flip(0))  # impersonate each other
+    return recognizer, images, detector, references
+
+
+def test_adaptive_attacker_raises_p_real_within_budget(attack_setup):
+    recognizer, images, detector, references = attack_setup
+    score = differentiable_scores(detector)
+    modes = ["impersonation", "dodging"]
+
+    def p_real(x):
+        return score(torch.nn.functional.interpolate(x, size=32, mode="bilinear"))
+
+    assert torch.equal(
+        adaptive_attack(p_real, recognizer, images, references, modes, eps=0), images
+    )
+    eps = 8 / 255
+    attacked = adaptive_attack(
+        p_real, recognizer, images, references, modes, eps=eps, steps=4, eot_samples=1
+    )
+    assert (attacked - images).abs().max() <= eps + 1e-6
+    assert attacked.min() >= 0 and attacked.max() <= 1
+    with torch.no_grad():
+        assert p_real(attacked).mean() > p_real(images).mean()
+    with pytest.raises(ValueError, match="eps"):
+        adaptive_attack(p_real, recognizer, images, references, modes, eps=-1)
+
+
+def test_detector_without_gradients_is_refused():
+    with pytest.raises(TypeError, match="differentiable_scores"):
+        differentiable_scores(torch.nn.Identity())
