@@ -81,8 +81,8 @@ def plot_comparison(table: pd.DataFrame, path: str | Path, *, title: str) -> Pat
         axis.errorbar(
             centres, part["value"], yerr=[low, high], fmt="none", ecolor="black", capsize=2
         )
-    axis.set(ylim=(0, 1.05), xlabel="", ylabel="rate (test split, dev threshold)", title=title)
-    axis.legend(loc="upper left", fontsize="small")
+    axis.set(ylim=(0, 1.2), xlabel="", ylabel="rate (test split, dev threshold)", title=title)
+    axis.legend(loc="upper center", ncol=len(detectors), fontsize="small")
     figure.tight_layout()
     return _save(figure, path)
 
@@ -110,7 +110,7 @@ def plot_roc(scores: pd.DataFrame, path: str | Path, *, title: str) -> Path:
         ylabel="attacks detected (TDR)",
         title=title,
     )
-    axis.legend(loc="lower right", fontsize="small")
+    axis.legend(loc="upper left", fontsize="small")
     figure.tight_layout()
     return _save(figure, path)
 

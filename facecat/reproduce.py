@@ -24,6 +24,7 @@ import torch
 from facecat import metrics, plots
 from facecat.adversarial_faces import protocol_generators
 from facecat.checkpoints import atomic_write
+from facecat.config import merge, read_config_dict
 from facecat.evaluate import evaluate_detector
 from facecat.manifest import Manifest
 from facecat.protocol import EmbeddedProtocol, build_embedded, counts, default_cache_dir
@@ -48,10 +49,12 @@ class Variant:
     overrides: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def slug(self) -> str:
-        text = json.dumps([self.config, self.overrides, self.options], sort_keys=True)
-        return f"{self.config}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+    def run_name(self, epochs: int | None, seed: int) -> str:
+        """Folder name of this variant's training run: config name + digest of the resolved
+        config, options, epochs and seed (a changed config trains in a new folder)."""
+        resolved = merge(read_config_dict(self.config), self.overrides)
+        text = json.dumps([resolved, self.options, epochs, seed], sort_keys=True, default=str)
+        return f"{self.config}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
 #: FaceCat with text guidance, the two ablations of the paper (Table 4 and section 5.4),
@@ -129,7 +132,7 @@ def compare_variants(
     rows, per_type, scores = [], [], []
     for variant in variants:
         report(f"{variant.label}: training ({variant.config})")
-        run_dir = cache_dir / "runs" / protocol.root.name / variant.slug
+        run_dir = cache_dir / "runs" / protocol.root.name / variant.run_name(epochs, seed)
         detector_path = train_variant(
             variant,
             manifest,

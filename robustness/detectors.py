@@ -111,7 +111,8 @@ class DetectorPool:
         if name not in BUILTIN:
             raise ValueError(f"unknown detector {name!r}; known: {self.names}")
         variant = BUILTIN[name]
-        run = variant.slug if held_out is None else f"{variant.slug}-without-{held_out}"
+        run = variant.run_name(self.epochs, self.seed)
+        run = run if held_out is None else f"{run}-without-{held_out}"
         path = train_variant(
             variant,
             self.held_out_manifest(held_out),
