@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from facecat.protocol import ADVERSARIAL_TYPES, ATTACK_TYPES
+from facecat.protocol import ATTACK_TYPES
 
 SUITES = ("transform", "unseen", "adaptive")
 SEVERITIES = (0, 1, 2, 3, 4, 5)
@@ -170,8 +170,3 @@ def parametrize_with_checks(
             harness.run(check)
     """
     return pytest.mark.parametrize("check", check_params(checks, criteria))
-
-
-def is_adversarial(attack_type: str) -> bool:
-    """Whether an attack type is one of the 14 adversarial types."""
-    return attack_type in ADVERSARIAL_TYPES
