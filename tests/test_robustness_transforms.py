@@ -444,4 +444,3 @@ def test_cuda_matches_cpu(name: str) -> None:
         reference = apply_transform(name, images, 4, seed=1)
         # JPEG rounds at half steps: a rare coefficient may round differently per device.
         assert float((out.detach().cpu() - reference).abs().mean()) < 5e-3
-
