@@ -236,35 +236,65 @@ def train_facecat(
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
         scheduler.step()
         dev_scores = score_source(dev_source, len(dev), config.batch_size)
-        dev_eer, _ = metrics.eer(dev_scores, dev.labels)
-        dev_auc = metrics.auc(dev_scores, dev.labels)
-        state["history"].append(
-            {
-                "epoch": epoch,
-                "train_loss": float(np.mean(losses)),
-                "dev_eer": dev_eer,
-                "dev_auc": dev_auc,
-                "lr": optimizer.param_groups[0]["lr"],
-            }
-        )
-        if dev_eer < state["best_eer"]:
-            state.update(
-                best_epoch=epoch,
-                best_eer=dev_eer,
-                best_model={k: v.detach().clone() for k, v in model.state_dict().items()},
-            )
-        state["epoch"] = epoch
-        log.info(
-            "epoch %d: loss %.4f, dev EER %.4f, dev AUC %.4f",
-            epoch,
-            np.mean(losses),
-            dev_eer,
-            dev_auc,
-        )
+        record_epoch(state, epoch, losses, dev_scores, dev.labels, model, optimizer)
         save_training_state(checkpoint_path, run_key, state, model, optimizer, scheduler)
         if on_epoch_end is not None:
             on_epoch_end(epoch)
 
+    return finish_run(
+        detector,
+        model,
+        state,
+        out_dir,
+        {"train_config": config.__dict__, "seed": seed},
+        len(train),
+        len(dev),
+    )
+
+
+def record_epoch(
+    state: dict,
+    epoch: int,
+    losses: list[float],
+    dev_scores: np.ndarray,
+    dev_labels: np.ndarray,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+) -> None:
+    """Append an epoch's history row and keep the model if its dev EER is the lowest."""
+    dev_eer, _ = metrics.eer(dev_scores, dev_labels)
+    dev_auc = metrics.auc(dev_scores, dev_labels)
+    state["history"].append(
+        {
+            "epoch": epoch,
+            "train_loss": float(np.mean(losses)),
+            "dev_eer": dev_eer,
+            "dev_auc": dev_auc,
+            "lr": optimizer.param_groups[0]["lr"],
+        }
+    )
+    if dev_eer < state["best_eer"]:
+        state.update(
+            best_epoch=epoch,
+            best_eer=dev_eer,
+            best_model={k: v.detach().clone() for k, v in model.state_dict().items()},
+        )
+    state["epoch"] = epoch
+    log.info(
+        "epoch %d: loss %.4f, dev EER %.4f, dev AUC %.4f", epoch, np.mean(losses), dev_eer, dev_auc
+    )
+
+
+def finish_run(
+    detector: torch.nn.Module,
+    model: torch.nn.Module,
+    state: dict,
+    out_dir: Path,
+    metadata: dict,
+    train_samples: int,
+    dev_samples: int,
+) -> TrainResult:
+    """Restore the best-on-dev weights, write the history and save the detector file."""
     model.load_state_dict(state["best_model"])
     detector.eval()
     history = pd.DataFrame(state["history"])
@@ -276,10 +306,9 @@ def train_facecat(
         metadata={
             "best_epoch": state["best_epoch"],
             "best_dev_eer": state["best_eer"],
-            "train_config": config.__dict__,
-            "seed": seed,
-            "train_samples": len(train),
-            "dev_samples": len(dev),
+            **metadata,
+            "train_samples": train_samples,
+            "dev_samples": dev_samples,
         },
     )
     return TrainResult(detector_path, state["best_epoch"], state["best_eer"], history)

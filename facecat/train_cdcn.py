@@ -21,20 +21,17 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from PIL import Image
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from facecat import metrics
 from facecat.cache import ImageFiles
 from facecat.cdcn import CDCN, CDCNTrainConfig, cdcn_loss
-from facecat.checkpoints import atomic_write, load_training_state, save_training_state
+from facecat.checkpoints import load_training_state, save_training_state
 from facecat.manifest import ImageLoadError, Manifest
 from facecat.pseudo_depth import depth_targets
-from facecat.registry import save_detector
-from facecat.train import CHECKPOINT_NAME, DETECTOR_NAME, HISTORY_NAME, TrainResult
+from facecat.train import CHECKPOINT_NAME, TrainResult, finish_run, record_epoch
 
 log = logging.getLogger(__name__)
 
@@ -246,51 +243,21 @@ def train_cdcn(
             losses.append(loss.item())
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
         dev_scores = score_images(detector, dev_images, config.batch_size, device).numpy()
-        dev_eer, _ = metrics.eer(dev_scores, dev.labels)
-        dev_auc = metrics.auc(dev_scores, dev.labels)
-        state["history"].append(
-            {
-                "epoch": epoch,
-                "train_loss": float(np.mean(losses)),
-                "dev_eer": dev_eer,
-                "dev_auc": dev_auc,
-                "lr": optimizer.param_groups[0]["lr"],
-            }
-        )
-        if dev_eer < state["best_eer"]:
-            state.update(
-                best_epoch=epoch,
-                best_eer=dev_eer,
-                best_model={k: v.detach().clone() for k, v in detector.state_dict().items()},
-            )
-        state["epoch"] = epoch
-        log.info(
-            "epoch %d: loss %.4f, dev EER %.4f, dev AUC %.4f",
-            epoch,
-            np.mean(losses),
-            dev_eer,
-            dev_auc,
-        )
+        record_epoch(state, epoch, losses, dev_scores, dev.labels, detector, optimizer)
         save_training_state(checkpoint_path, run_key, state, detector, optimizer)
         if on_epoch_end is not None:
             on_epoch_end(epoch)
 
-    detector.load_state_dict(state["best_model"])
-    detector.eval()
-    history = pd.DataFrame(state["history"])
-    atomic_write(out_dir / HISTORY_NAME, lambda tmp: history.to_csv(tmp, index=False))
-    detector_path = out_dir / DETECTOR_NAME
-    save_detector(
+    return finish_run(
         detector,
-        detector_path,
-        metadata={
-            "best_epoch": state["best_epoch"],
-            "best_dev_eer": state["best_eer"],
+        detector,
+        state,
+        out_dir,
+        {
             "train_config": asdict(config),
             "seed": seed,
-            "train_samples": len(train),
-            "dev_samples": len(dev),
             "depth_supervision": supervision.counts,
         },
+        len(train),
+        len(dev),
     )
-    return TrainResult(detector_path, state["best_epoch"], state["best_eer"], history)
