@@ -101,11 +101,11 @@ class FeatureCache:
             return None
         try:
             meta = json.loads(meta_path.read_text())
-            if any(meta.get(k) != v for k, v in expected.items()):
+            if not isinstance(meta, dict) or any(meta.get(k) != v for k, v in expected.items()):
                 log.warning("feature cache %s: key mismatch, rebuilding", data_path)
                 return None
             rows = np.load(data_path, mmap_mode="r")
-        except (OSError, ValueError, json.JSONDecodeError) as error:
+        except (OSError, ValueError, EOFError) as error:  # JSONDecodeError is a ValueError
             log.warning("feature cache %s unreadable (%s), rebuilding", data_path, error)
             return None
         if list(rows.shape) != expected["shape"] or str(rows.dtype) != expected["dtype"]:

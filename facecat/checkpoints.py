@@ -118,6 +118,11 @@ def state_digest(state: Mapping[str, Tensor]) -> str:
     return digest.hexdigest()
 
 
+_TRAINING_KEYS = frozenset(
+    ("run_key", "epoch", "best_epoch", "best_eer", "best_model", "history", "model", "optimizer")
+)
+
+
 def save_training_state(
     path: Path,
     run_key: str,
@@ -180,6 +185,13 @@ def load_training_state(
             f"{path}: cannot resume from this checkpoint ({type(error).__name__}: "
             f"{str(error)[:200]}); delete it to start over"
         ) from error
+    missing = (
+        sorted(_TRAINING_KEYS - set(payload)) if isinstance(payload, dict) else ["(not a dict)"]
+    )
+    if missing:
+        raise CheckpointError(
+            f"{path}: not a training checkpoint (missing {missing}); delete it to start over"
+        )
     if payload.get("run_key") != run_key:
         raise CheckpointError(
             f"{path} belongs to a different run (config, data, seed or backbone changed); "

@@ -71,6 +71,7 @@ USER_ERRORS = (
     MetricsError,
     TextEncoderError,
     FileNotFoundError,
+    FloatingPointError,
     ValueError,
     KeyError,
     RuntimeError,

@@ -30,8 +30,9 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from facecat.checkpoints import atomic_write
 from facecat.landmarks import FaceDetector, align_face
-from facecat.manifest import ImageLoadError, load_image
+from facecat.manifest import MAX_PIXELS_ENV, ImageLoadError, default_max_pixels, load_image
 
 __all__ = ["CROPS_CSV", "CROP_COLUMNS", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "crop_faces"]
 
@@ -124,7 +125,8 @@ def crop_faces(
         listed = ", ".join(no_face[:5]) + (", ..." if len(no_face) > 5 else "")
         logger.warning("no face found in %d input(s), skipped: %s", len(no_face), listed)
     csv = out_dir / CROPS_CSV
-    pd.DataFrame(rows, columns=list(CROP_COLUMNS)).to_csv(csv, index=False)
+    table = pd.DataFrame(rows, columns=list(CROP_COLUMNS))
+    atomic_write(csv, lambda tmp: table.to_csv(tmp, index=False))
     logger.info("wrote %d face crops of %d input(s) to %s", len(rows), len(sources), csv)
     return csv
 
@@ -180,6 +182,12 @@ def _video_frames(av: ModuleType, path: Path, every_nth: int) -> Iterator[tuple[
             if not container.streams.video:
                 raise ImageLoadError(f"{path}: no video stream")
             stream = container.streams.video[0]
+            limit = default_max_pixels()
+            if stream.width * stream.height > limit:
+                raise ImageLoadError(
+                    f"{path}: {stream.width}x{stream.height} video frames exceed max_pixels="
+                    f"{limit}; refused (set {MAX_PIXELS_ENV} if the video is genuine)"
+                )
             stream.thread_type = "AUTO"
             for index, frame in enumerate(container.decode(stream)):
                 if index % every_nth == 0:

@@ -42,15 +42,25 @@ def score_files(
 
     Returns:
         Scores of shape (N,).
+
+    Raises:
+        FloatingPointError: when the detector returns NaN/Inf, naming the batch and file.
     """
     device = torch.device(device)
     loader = DataLoader(
         ImageFiles(paths, size, resize), batch_size=batch_size, pin_memory=device.type == "cuda"
     )
-    parts = [
-        detector.scores(images.to(device, non_blocking=True)).float().cpu().numpy()
-        for images in tqdm(loader, desc="scoring", unit="batch", disable=not progress)
-    ]
+    parts = []
+    for images in tqdm(loader, desc="scoring", unit="batch", disable=not progress):
+        scores = detector.scores(images.to(device, non_blocking=True)).float().cpu().numpy()
+        bad = np.flatnonzero(~np.isfinite(scores))
+        if len(bad):
+            first = sum(len(p) for p in parts) + int(bad[0])
+            raise FloatingPointError(
+                f"{len(bad)} non-finite score(s) in batch {len(parts)} (first file: "
+                f"{paths[first]}); the detector's weights or features hold NaN/Inf"
+            )
+        parts.append(scores)
     return np.concatenate(parts) if parts else np.zeros(0)
 
 

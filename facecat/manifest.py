@@ -41,6 +41,7 @@ __all__ = [
     "BONA_FIDE",
     "DEFAULT_MAX_PIXELS",
     "LANDMARK_NAMES",
+    "MAX_PIXELS_ENV",
     "OPTIONAL_COLUMNS",
     "REQUIRED_COLUMNS",
     "RESIZE_POLICIES",
@@ -52,6 +53,7 @@ __all__ = [
     "ManifestError",
     "check_image_batch",
     "check_landmarks",
+    "default_max_pixels",
     "load_image",
     "load_images",
     "read_manifest",
@@ -73,9 +75,12 @@ LANDMARK_NAMES: tuple[str, ...] = (
 )
 RESIZE_POLICIES: tuple[str, ...] = ("resize", "center_crop", "error")
 
-#: Largest image (width * height) :func:`load_image` accepts unless ``max_pixels`` is given.
-#: Kept below PIL's own limit (``PIL.Image.MAX_IMAGE_PIXELS``), which still applies on top.
+#: Largest image (width * height) :func:`load_image` accepts unless ``max_pixels`` is given
+#: or the environment variable ``FACECAT_MAX_PIXELS`` sets another default (so the command
+#: line can be configured too). PIL's own limit (``PIL.Image.MAX_IMAGE_PIXELS``, about 179 M
+#: pixels) still applies on top.
 DEFAULT_MAX_PIXELS = 1 << 26
+MAX_PIXELS_ENV = "FACECAT_MAX_PIXELS"
 
 _DATAFRAME_SOURCE = "<DataFrame>"
 
@@ -547,11 +552,29 @@ def _landmark_problem(text: str) -> str | None:
 _SIXTEEN_BIT = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
 
 
+def default_max_pixels() -> int:
+    """``$FACECAT_MAX_PIXELS`` when set (a positive integer), else :data:`DEFAULT_MAX_PIXELS`.
+
+    Raises:
+        ValueError: If the variable is set but is not a positive integer.
+    """
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ValueError(f"{MAX_PIXELS_ENV}={text!r} must be a positive integer (pixels)")
+    return value
+
+
 def _decode(
     path: Path, max_pixels: int | None, size: int | None, resize: str
 ) -> tuple[np.ndarray, str | None, tuple[int, int]]:
     """Open, check and decode one image into an RGB HWC array (uint8 or float32)."""
-    limit = DEFAULT_MAX_PIXELS if max_pixels is None else int(max_pixels)
+    limit = default_max_pixels() if max_pixels is None else int(max_pixels)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -574,8 +597,8 @@ def _decode(
         if width * height > limit:
             raise ImageLoadError(
                 f"{path}: {width}x{height} = {width * height} pixels exceeds max_pixels={limit}; "
-                "refused as a possible decompression bomb (pass a larger max_pixels if the "
-                "image is genuine)"
+                "refused as a possible decompression bomb (if the image is genuine, pass a "
+                f"larger max_pixels or set {MAX_PIXELS_ENV})"
             )
         if resize == "error" and size is not None and (width, height) != (size, size):
             raise ImageLoadError(
@@ -657,7 +680,8 @@ def load_image(
         resize: ``"resize"`` (bilinear with antialias to size x size; warns if the image is
             not square), ``"center_crop"`` (crop the central square, then resize) or
             ``"error"`` (raise unless the image is already size x size).
-        max_pixels: Largest accepted width * height; None uses :data:`DEFAULT_MAX_PIXELS`.
+        max_pixels: Largest accepted width * height; None uses :func:`default_max_pixels`
+            (``$FACECAT_MAX_PIXELS`` or :data:`DEFAULT_MAX_PIXELS`).
 
     Returns:
         Tensor [3, H, W] (H = W = size when size is given), float32 in [0, 1].

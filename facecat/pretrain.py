@@ -309,6 +309,8 @@ def _load_checkpoint(
         raise CheckpointError(
             f"{path}: cannot resume ({error}); delete it to start over"
         ) from error
+    if not isinstance(payload, dict) or "model" not in payload:
+        raise CheckpointError(f"{path}: not a pretraining checkpoint; delete it to start over")
     if payload.get("description") != json.dumps(description, sort_keys=True):
         raise CheckpointError(
             f"{path} belongs to a different pretraining run (config or data changed); "

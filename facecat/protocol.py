@@ -203,10 +203,10 @@ def build_key(bona_fide_manifest: Path, seed: int, adversarial: Mapping[str, obj
     digest.update(inspect.getsource(presentation_attack_rows).encode())
     for name in sorted(adversarial):
         digest.update(f"{name}:{getattr(adversarial[name], 'key', '')}".encode())
-    frame = pd.read_csv(bona_fide_manifest, dtype=str, keep_default_na=False)
+    manifest = read_manifest(bona_fide_manifest)  # validated first: no path leaves its folder
     digest.update(bona_fide_manifest.read_bytes())
-    for path in frame["path"]:
-        digest.update((bona_fide_manifest.parent / path).read_bytes())
+    for path in manifest.paths:
+        digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
