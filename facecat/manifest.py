@@ -22,6 +22,7 @@ and the column.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -193,6 +194,22 @@ class Manifest:
         if not values:
             return np.zeros((0, 5, 2), dtype=np.float32)
         return np.stack(values).reshape(-1, 5, 2)
+
+    def digest(self) -> str:
+        """SHA-256 of every row (all columns, in order), the absolute paths and every image
+        file's bytes.
+
+        Resumable runs are keyed by it, so a relabelled row or an image replaced in place
+        under the same name makes a checkpoint of the old data unusable rather than reused.
+        """
+        digest = hashlib.sha256(self.frame.to_csv(index=False).encode())
+        for path in self.paths:
+            content = hashlib.sha256()
+            with open(path, "rb") as handle:
+                for chunk in iter(lambda h=handle: h.read(1 << 20), b""):
+                    content.update(chunk)
+            digest.update(f"{path}\0{content.hexdigest()}\0".encode())
+        return digest.hexdigest()
 
     def split(self, name: str) -> Manifest:
         """Rows of one split.

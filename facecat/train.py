@@ -108,8 +108,8 @@ def _run_key(
         "train": config.__dict__,
         "seed": seed,
         "backbone": detector.backbone_digest(),
-        "train_paths": [str(p) for p in train.paths],
-        "dev_paths": [str(p) for p in dev.paths],
+        "train_data": train.digest(),
+        "dev_data": dev.digest(),
     }
     return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()
 

@@ -148,8 +148,8 @@ def _run_key(
         "config": detector.config.to_dict(),
         "train": asdict(config),
         "seed": seed,
-        "train_paths": [str(p) for p in train.paths],
-        "dev_paths": [str(p) for p in dev.paths],
+        "train_data": train.digest(),
+        "dev_data": dev.digest(),
     }
     return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()
 
