@@ -14,16 +14,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from filelock import FileLock
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from facecat.checkpoints import atomic_write
+from facecat.distributed import World, barrier, broadcast_value, current_world, shard_bounds
 from facecat.features import DiffusionFeatureExtractor, flatten_features
 from facecat.manifest import load_image
 
@@ -151,55 +153,153 @@ class FeatureCache:
         }
         data_path, meta_path = self._paths(fkey, ikey)
         data_path.parent.mkdir(parents=True, exist_ok=True)
+        world = current_world()
+        if world.distributed:
+            return self._features_sharded(
+                extractor,
+                dataset,
+                data_path,
+                meta_path,
+                expected,
+                world,
+                batch_size,
+                device,
+                num_workers,
+            )
         with FileLock(str(data_path) + ".lock"):
             rows = self._valid(data_path, meta_path, expected)
             if rows is not None:
                 log.info("feature cache hit: %s (%d images)", data_path.name, len(dataset))
                 return rows
             meta_path.unlink(missing_ok=True)
-            self._build(
-                extractor, dataset, data_path, expected, batch_size, device, num_workers, progress
-            )
+            log.info("extracting features of %d images into %s", len(dataset), data_path)
+
+            def write(tmp: Path) -> None:
+                out = _open_rows(tmp, expected, "w+")
+                extract_into(
+                    out,
+                    extractor,
+                    dataset,
+                    (0, len(dataset)),
+                    batch_size,
+                    device,
+                    progress,
+                    num_workers,
+                )
+                out.flush()
+                del out
+
+            atomic_write(data_path, write)
             atomic_write(meta_path, lambda tmp: tmp.write_text(json.dumps(expected)))
             return np.load(data_path, mmap_mode="r")
 
-    def _build(
+    def _features_sharded(
         self,
         extractor: DiffusionFeatureExtractor,
         dataset: ImageFiles,
         data_path: Path,
+        meta_path: Path,
         expected: dict,
+        world: World,
         batch_size: int,
         device: torch.device | str,
         num_workers: int,
-        progress: bool,
-    ) -> None:
-        device = torch.device(device)
-        loader = DataLoader(
-            dataset,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            pin_memory=device.type == "cuda",
-        )
+    ) -> np.ndarray:
+        """Under torchrun: every rank extracts its shard into one file that rank 0 publishes.
 
-        def write(tmp: Path) -> None:
-            out = np.lib.format.open_memmap(
-                tmp, mode="w+", dtype=expected["dtype"], shape=tuple(expected["shape"])
-            )
-            start = 0
-            bar = tqdm(loader, desc="extracting features", unit="batch", disable=not progress)
-            for images in bar:
-                images = images.to(device, non_blocking=True)
-                rows = flatten_features(extractor(images)).cpu().numpy()
-                if not np.isfinite(rows).all():
-                    raise FloatingPointError(
-                        f"non-finite features for images {start}..{start + len(rows) - 1} "
-                        f"(first file: {dataset.paths[start]})"
+        Rank 0 holds the entry's file lock throughout, so other runs on the same cache wait.
+        """
+        lock = FileLock(str(data_path) + ".lock")
+        tmp = data_path.with_name(f".{data_path.name}.sharded.tmp")
+        if world.is_main:
+            lock.acquire()
+        try:
+            valid = world.is_main and self._valid(data_path, meta_path, expected) is not None
+            if not broadcast_value(valid, world):
+                if world.is_main:
+                    meta_path.unlink(missing_ok=True)
+                    _open_rows(tmp, expected, "w+").flush()  # the file every rank fills
+                    log.info(
+                        "extracting features of %d images on %d processes into %s",
+                        len(dataset),
+                        world.size,
+                        data_path,
                     )
-                out[start : start + len(rows)] = rows
-                start += len(rows)
-            out.flush()
-            del out
+                barrier(world)
+                # whole batches per rank: every batch is the one a single process would run
+                first, last = shard_bounds(-(-len(dataset) // batch_size), world)
+                start, stop = first * batch_size, min(last * batch_size, len(dataset))
+                out = _open_rows(tmp, expected, "r+")
+                extract_into(
+                    out, extractor, dataset, (start, stop), batch_size, device, False, num_workers
+                )
+                out.flush()
+                del out
+                barrier(world)
+                if world.is_main:
+                    os.replace(tmp, data_path)
+                    atomic_write(meta_path, lambda t: t.write_text(json.dumps(expected)))
+            barrier(world)
+        finally:
+            if world.is_main:
+                tmp.unlink(missing_ok=True)
+                lock.release()
+        return np.load(data_path, mmap_mode="r")
 
-        log.info("extracting features of %d images into %s", len(dataset), data_path)
-        atomic_write(data_path, write)
+
+def _open_rows(path: Path, expected: dict, mode: str) -> np.memmap:
+    if mode == "w+":
+        return np.lib.format.open_memmap(
+            path, mode="w+", dtype=expected["dtype"], shape=tuple(expected["shape"])
+        )
+    return np.load(path, mmap_mode=mode)
+
+
+def extract_into(
+    out: np.ndarray,
+    extractor: DiffusionFeatureExtractor,
+    dataset: ImageFiles,
+    bounds: tuple[int, int],
+    batch_size: int,
+    device: torch.device | str,
+    progress: bool,
+    num_workers: int = 0,
+) -> None:
+    """Extract the features of images ``start..stop-1`` into the same rows of ``out``.
+
+    Args:
+        out: the (N, D) rows being filled (a memory map).
+        extractor: the frozen feature extractor.
+        dataset: all N images.
+        bounds: ``(start, stop)`` of the images to extract.
+        batch_size: extraction batch size.
+        device: where the extractor runs.
+        progress: show a progress bar.
+        num_workers: DataLoader workers for image decoding.
+
+    Images are decoded by a DataLoader with pinned memory on CUDA, and copied to the device
+    without blocking, so decoding the next batch overlaps the backbone's forward pass.
+
+    Raises:
+        FloatingPointError: non-finite features, naming the images and the first file.
+    """
+    device = torch.device(device)
+    start, stop = bounds
+    loader = DataLoader(
+        Subset(dataset, range(start, stop)),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+    )
+    row = start
+    bar = tqdm(loader, desc="extracting features", unit="batch", disable=not progress)
+    for images in bar:
+        images = images.to(device, non_blocking=True)
+        rows = flatten_features(extractor(images)).cpu().numpy()
+        if not np.isfinite(rows).all():
+            raise FloatingPointError(
+                f"non-finite features for images {row}..{row + len(rows) - 1} "
+                f"(first file: {dataset.paths[row]})"
+            )
+        out[row : row + len(rows)] = rows
+        row += len(rows)

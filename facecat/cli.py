@@ -29,6 +29,7 @@ from facecat.checkpoints import CheckpointError, atomic_write
 from facecat.config import ConfigError, FaceCatConfig, read_config_dict
 from facecat.crop import crop_faces
 from facecat.demo import write_lfw_manifest
+from facecat.distributed import join_process_group
 from facecat.evaluate import evaluate_detector, score_files
 from facecat.landmarks import LandmarkError
 from facecat.manifest import (
@@ -94,6 +95,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         seed=args.seed,
         **overrides,
     )
+    world, device = join_process_group(pick_device(args.device))
     result = train_detector(
         detector,
         manifest.split("train"),
@@ -103,9 +105,12 @@ def cmd_train(args: argparse.Namespace) -> None:
         cache_dir=args.cache_dir,
         use_cache=not args.no_cache,
         seed=args.seed,
-        device=pick_device(args.device),
+        device=device,
         progress=not args.quiet,
+        shares=args.shares,
     )
+    if not world.is_main:
+        return
     print(
         f"saved {result.detector_path} (best epoch {result.best_epoch}, "
         f"dev EER {result.best_dev_eer:.4f})"
@@ -417,6 +422,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resnet-weights", help="torchvision ResNet-18 ImageNet state dict")
     train.add_argument("--set", help="JSON config overrides, e.g. '{\"text_guided\": false}'")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument(
+        "--shares",
+        type=int,
+        default=1,
+        help="split every batch into N shares in one process: the same updates as "
+        "`torchrun --nproc_per_node N facecat train ...` (FaceCat kinds)",
+    )
 
     evaluate = add("eval", cmd_eval, "evaluate a detector on a manifest's test split")
     evaluate.add_argument("--detector", required=True, help="detector .safetensors file")

@@ -16,18 +16,29 @@ import logging
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from facecat import metrics
 from facecat.cache import FeatureCache, ImageFiles
 from facecat.checkpoints import atomic_write, load_training_state, save_training_state
 from facecat.config import TrainConfig
+from facecat.distributed import (
+    barrier,
+    current_world,
+    float_buffers,
+    gather_rows,
+    mean_over_ranks,
+    shard_bounds,
+)
+from facecat.features import unflatten_features
 from facecat.losses import facecat_loss
 from facecat.manifest import Manifest
 from facecat.model import REAL, FaceCat
@@ -51,7 +62,7 @@ class TrainResult:
 
 
 class FeatureSource:
-    """Yields fused-model inputs for a split, from the cache or by re-extracting.
+    """Yields backbone features for a split, from the cache or by re-extracting.
 
     Args:
         rows: cached feature rows (N, D), or None to re-extract every time.
@@ -68,14 +79,34 @@ class FeatureSource:
         self.detector = detector
         self.device = device
 
-    def batch(self, indices: np.ndarray) -> tuple[Tensor, Tensor]:
-        """Logits and embeddings of the given samples under the detector's current head."""
+    def features(self, indices: np.ndarray) -> list[Tensor]:
+        """Per-block features of the given samples, in the order of ``indices``."""
         if self.rows is not None:
             rows = torch.from_numpy(np.ascontiguousarray(self.rows[np.sort(indices)]))
             order = np.argsort(np.argsort(indices))
-            return self.detector.logits_from_rows(rows[order].float().to(self.device))
+            rows = rows[order].float().to(self.device)
+            return unflatten_features(rows, self.detector.extractor.block_shapes())
         images = torch.stack([self.images[i] for i in indices]).to(self.device)
-        return self.detector.logits_from_features(self.detector.extractor(images))
+        return self.detector.extractor(images)
+
+
+class TrainableHead(nn.Module):
+    """FaceCat's trained part (fusion, head, classifier) as one module over block features.
+
+    Its forward is the whole trained computation, so it is what DistributedDataParallel wraps.
+
+    Args:
+        detector: the FaceCat detector whose fusion and head are trained.
+    """
+
+    def __init__(self, detector: FaceCat) -> None:
+        super().__init__()
+        self.parts = detector.trainable_modules()
+        self._logits = detector.logits_from_features
+
+    def forward(self, features: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """Logits (B, 2) and embeddings (B, D) of a batch of block features."""
+        return self._logits(features)
 
 
 def _batches(n: int, batch_size: int, order: np.ndarray | None = None) -> Iterator[np.ndarray]:
@@ -85,23 +116,31 @@ def _batches(n: int, batch_size: int, order: np.ndarray | None = None) -> Iterat
 
 
 def score_source(source: FeatureSource, n: int, batch_size: int) -> np.ndarray:
-    """P(real) for every sample of a split, in eval mode without gradients."""
+    """P(real) for every sample of a split, in eval mode without gradients.
+
+    Under torchrun each process scores its shard and the scores are gathered in order.
+    """
+    world = current_world()
+    start, stop = shard_bounds(n, world)
     model = source.detector.trainable_modules()
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
             parts = [
-                source.batch(idx)[0].softmax(dim=1)[:, REAL].cpu().numpy()
-                for idx in _batches(n, batch_size)
+                source.detector.logits_from_features(source.features(idx))[0]
+                .softmax(dim=1)[:, REAL]
+                .float()
+                for idx in _batches(stop - start, batch_size, np.arange(start, stop))
             ]
     finally:
         model.train(was_training)
-    return np.concatenate(parts)
+    local = torch.cat(parts) if parts else torch.zeros(0, device=source.device)
+    return gather_rows(local, n, world).cpu().numpy()
 
 
 def _run_key(
-    detector: FaceCat, train: Manifest, dev: Manifest, config: TrainConfig, seed: int
+    detector: FaceCat, train: Manifest, dev: Manifest, config: TrainConfig, seed: int, shares: int
 ) -> str:
     description = {
         "config": detector.config.to_dict(),
@@ -111,6 +150,8 @@ def _run_key(
         "train_data": train.digest(),
         "dev_data": dev.digest(),
     }
+    if shares != 1:  # one share keeps the keys of runs made before shares existed
+        description["shares"] = shares
     return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()
 
 
@@ -128,8 +169,14 @@ def train_facecat(
     resume: bool = True,
     progress: bool = True,
     on_epoch_end: Callable[[int], None] | None = None,
+    shares: int = 1,
 ) -> TrainResult:
     """Train the fusion and head of ``detector`` and save the best-on-dev detector.
+
+    Under ``torchrun`` every process extracts its shard of the features into the shared
+    cache, trains on its share of every batch (DistributedDataParallel) and scores its shard
+    of the dev split; rank 0 writes the files. ``shares=N`` in one process computes the same
+    updates as N processes (gradient accumulation), so the two can be compared.
 
     Args:
         detector: a FaceCat detector (backbone frozen).
@@ -144,6 +191,8 @@ def train_facecat(
         resume: continue from ``out_dir/checkpoint.pt`` when it belongs to the same run.
         progress: show progress bars.
         on_epoch_end: called with the epoch number after its checkpoint is written.
+        shares: split every batch into this many shares (gradient accumulation); under
+            torchrun the shares are the processes and this argument is ignored.
 
     Returns:
         The saved detector path, the selected epoch, its dev EER and the per-epoch history.
@@ -183,7 +232,8 @@ def train_facecat(
     dev_source = FeatureSource(dev_rows, dev_images, detector, device)
     train_labels = torch.tensor(train.labels, dtype=torch.long)
 
-    model = detector.trainable_modules()
+    head = TrainableHead(detector)
+    model = head.parts
     optimizer = torch.optim.SGD(
         model.parameters(),
         lr=config.lr,
@@ -191,13 +241,44 @@ def train_facecat(
         weight_decay=config.weight_decay,
     )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
-    run_key = _run_key(detector, train, dev, config, seed)
+    world = current_world()
+    shares = world.size if world.distributed else shares
+    if shares < 1:
+        raise ValueError(f"shares must be at least 1, got {shares}")
+    run_key = _run_key(detector, train, dev, config, seed, shares)
     state = {"epoch": 0, "best_epoch": 0, "best_eer": math.inf, "best_model": None, "history": []}
     checkpoint_path = out_dir / CHECKPOINT_NAME
     if resume and checkpoint_path.is_file():
         state = load_training_state(checkpoint_path, run_key, model, optimizer, scheduler)
 
+    if world.distributed:
+        step_module = DistributedDataParallel(
+            head,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            forward_sync_buffers=False,  # BatchNorm statistics are averaged after each step
+        )
+    else:
+        step_module = head
     loss_cfg = detector.config.loss
+
+    def share_loss(idx: np.ndarray, epoch: int) -> Tensor:
+        logits, embeddings = step_module(train_source.features(idx))
+        loss = facecat_loss(
+            logits,
+            embeddings,
+            train_labels[idx].to(device),
+            alpha=loss_cfg.alpha,
+            gamma=loss_cfg.gamma,
+            triplet_weight=loss_cfg.triplet_weight,
+            margin=loss_cfg.margin,
+        )
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"non-finite loss at epoch {epoch} on samples {idx[:5].tolist()}... "
+                f"(first file: {train.paths[int(idx[0])]})"
+            )
+        return loss
+
     for epoch in range(state["epoch"] + 1, config.epochs + 1):
         model.train()
         order = torch.randperm(
@@ -208,36 +289,29 @@ def train_facecat(
             list(_batches(len(train), config.batch_size, order)),
             desc=f"epoch {epoch}/{config.epochs}",
             unit="batch",
-            disable=not progress,
+            disable=not progress or not world.is_main,
         )
         for idx in bar:
-            if len(idx) < 2:  # BatchNorm cannot train on a single sample
+            parts = np.array_split(idx, shares)
+            if min(len(part) for part in parts) < 2:  # BatchNorm needs two samples per share
                 continue
-            logits, embeddings = train_source.batch(idx)
-            labels = train_labels[idx].to(device)
-            loss = facecat_loss(
-                logits,
-                embeddings,
-                labels,
-                alpha=loss_cfg.alpha,
-                gamma=loss_cfg.gamma,
-                triplet_weight=loss_cfg.triplet_weight,
-                margin=loss_cfg.margin,
-            )
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"non-finite loss at epoch {epoch} on samples {idx[:5].tolist()}... "
-                    f"(first file: {train.paths[int(idx[0])]})"
-                )
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if world.distributed:
+                loss = share_loss(parts[world.rank], epoch)
+                loss.backward()  # DDP averages the gradients over the processes
+                for buffer in float_buffers(model):
+                    buffer.copy_(mean_over_ranks(buffer, world))
+                losses.append(mean_over_ranks(loss.detach(), world).item())
+            else:
+                losses.append(accumulate_shares(model, parts, partial(share_loss, epoch=epoch)))
             optimizer.step()
-            losses.append(loss.item())
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
         scheduler.step()
         dev_scores = score_source(dev_source, len(dev), config.batch_size)
         record_epoch(state, epoch, losses, dev_scores, dev.labels, model, optimizer)
-        save_training_state(checkpoint_path, run_key, state, model, optimizer, scheduler)
+        if world.is_main:
+            save_training_state(checkpoint_path, run_key, state, model, optimizer, scheduler)
+        barrier(world)
         if on_epoch_end is not None:
             on_epoch_end(epoch)
 
@@ -246,10 +320,45 @@ def train_facecat(
         model,
         state,
         out_dir,
-        {"train_config": config.__dict__, "seed": seed},
+        {"train_config": config.__dict__, "seed": seed, "shares": shares},
         len(train),
         len(dev),
     )
+
+
+def accumulate_shares(
+    model: nn.Module, parts: list[np.ndarray], share_loss: Callable[[np.ndarray], Tensor]
+) -> float:
+    """Backpropagate a batch split into shares, as that many processes would.
+
+    The gradients are averaged over the shares and the BatchNorm running statistics are the
+    mean of their per-share updates, which is what a DDP run with one share per process
+    computes; with one share this is an ordinary training step.
+
+    Args:
+        model: the trained modules (its gradients accumulate).
+        parts: the batch's sample indices, one array per share.
+        share_loss: loss of one share.
+
+    Returns:
+        The mean loss over the shares.
+    """
+    buffers = list(model.buffers())
+    before = [b.clone() for b in buffers]
+    after: list[list[Tensor]] = []
+    total = 0.0
+    for part in parts:
+        for buffer, start in zip(buffers, before, strict=True):
+            buffer.copy_(start)
+        loss = share_loss(part)
+        (loss / len(parts)).backward()
+        total += loss.item()
+        after.append([b.clone() for b in buffers])
+    for i, buffer in enumerate(buffers):
+        if buffer.is_floating_point():
+            buffer.copy_(torch.stack([updated[i] for updated in after]).mean(dim=0))
+        # integer buffers (BatchNorm's batch counter) advance once, as in every process
+    return total / len(parts)
 
 
 def record_epoch(
@@ -298,19 +407,22 @@ def finish_run(
     model.load_state_dict(state["best_model"])
     detector.eval()
     history = pd.DataFrame(state["history"])
-    atomic_write(out_dir / HISTORY_NAME, lambda tmp: history.to_csv(tmp, index=False))
     detector_path = out_dir / DETECTOR_NAME
-    save_detector(
-        detector,
-        detector_path,
-        metadata={
-            "best_epoch": state["best_epoch"],
-            "best_dev_eer": state["best_eer"],
-            **metadata,
-            "train_samples": train_samples,
-            "dev_samples": dev_samples,
-        },
-    )
+    world = current_world()
+    if world.is_main:
+        atomic_write(out_dir / HISTORY_NAME, lambda tmp: history.to_csv(tmp, index=False))
+        save_detector(
+            detector,
+            detector_path,
+            metadata={
+                "best_epoch": state["best_epoch"],
+                "best_dev_eer": state["best_eer"],
+                **metadata,
+                "train_samples": train_samples,
+                "dev_samples": dev_samples,
+            },
+        )
+    barrier(world)
     return TrainResult(detector_path, state["best_epoch"], state["best_eer"], history)
 
 

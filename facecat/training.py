@@ -7,7 +7,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from facecat.distributed import broadcast_value, current_world
 from facecat.manifest import Manifest
+from facecat.registry import load_detector
 from facecat.train import TrainResult, train_facecat, with_epochs
 from facecat.train_cdcn import train_cdcn
 
@@ -24,6 +26,7 @@ def train_detector(
     cache_dir: str | Path | None = None,
     use_cache: bool = True,
     progress: bool = True,
+    shares: int = 1,
 ) -> TrainResult:
     """Train ``detector`` by its kind's procedure and save the best-on-dev detector.
 
@@ -39,6 +42,11 @@ def train_detector(
         cache_dir: FaceCat feature cache (ignored by kinds without one).
         use_cache: FaceCat only: False re-extracts features every epoch.
         progress: show progress bars.
+        shares: FaceCat only: gradient-accumulation shares per batch (see
+            :func:`facecat.train.train_facecat`).
+
+    Under torchrun FaceCat trains data-parallel; kinds without a distributed procedure
+    (CDCN) train on rank 0 while the other processes wait, then every rank gets the result.
 
     Returns:
         The saved detector path, best epoch, its dev EER and the history.
@@ -56,16 +64,24 @@ def train_detector(
             seed=seed,
             device=device,
             progress=progress,
+            shares=shares,
         )
     if kind == "cdcn":
-        return train_cdcn(
-            detector,
-            train,
-            dev,
-            out_dir,
-            epochs=epochs,
-            seed=seed,
-            device=device,
-            progress=progress,
-        )
+        world = current_world()
+        result = None
+        if world.is_main:
+            result = train_cdcn(
+                detector,
+                train,
+                dev,
+                out_dir,
+                epochs=epochs,
+                seed=seed,
+                device=device,
+                progress=progress,
+            )
+        result = broadcast_value(result, world)
+        if not world.is_main:
+            detector.load_state_dict(load_detector(result.detector_path).state_dict())
+        return result
     raise ValueError(f"no training procedure for detector kind {kind!r} (facecat, cdcn)")

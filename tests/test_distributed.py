@@ -1,0 +1,125 @@
+"""torchrun on CPU (gloo, 2 processes) against one process: same cache, same weights."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import safetensors.torch
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from facecat.demo import write_lfw_manifest
+from facecat.distributed import World, gather_rows, shard_bounds
+from facecat.train import accumulate_shares
+
+EPOCHS = "2"
+
+
+@given(n=st.integers(0, 500), size=st.integers(1, 9))
+def test_shards_cover_every_item_once(n: int, size: int) -> None:
+    bounds = [shard_bounds(n, World(rank, size)) for rank in range(size)]
+    assert bounds[0][0] == 0 and bounds[-1][1] == n
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
+    lengths = [stop - start for start, stop in bounds]
+    assert max(lengths) - min(lengths) <= 1
+
+
+def test_single_process_gather_is_identity() -> None:
+    rows = torch.arange(12.0).reshape(4, 3)
+    assert gather_rows(rows, 4, World()) is rows
+
+
+def test_one_share_is_an_ordinary_step() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    twin = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    twin.load_state_dict(model.state_dict())
+    data = torch.randn(8, 4)
+
+    def share_loss(idx: np.ndarray) -> torch.Tensor:
+        return model(data[torch.as_tensor(idx)]).square().mean()
+
+    loss = accumulate_shares(model, [np.arange(8)], share_loss)
+    reference = twin(data).square().mean()
+    reference.backward()
+    assert loss == pytest.approx(reference.item())
+    for a, b in zip(model.parameters(), twin.parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad)
+    torch.testing.assert_close(model[1].running_mean, twin[1].running_mean)
+
+
+def test_two_shares_average_batchnorm_updates() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.BatchNorm1d(2, momentum=0.5)
+    data = torch.tensor([[0.0, 0.0], [2.0, 4.0], [10.0, 10.0], [12.0, 14.0]])
+    accumulate_shares(model, [np.arange(2), np.arange(2, 4)], lambda i: model(data[i]).sum())
+    # per-share batch means (1, 2) and (11, 12); each share updates 0 -> 0.5 * mean
+    torch.testing.assert_close(model.running_mean, torch.tensor([3.0, 3.5]))
+
+
+def _train(manifest: Path, out: Path, cache: Path, launcher: list[str], extra: list[str]) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    command = [
+        *launcher,
+        "-m",
+        "facecat.cli",
+        "train",
+        "--model",
+        "facecat-tiny",
+        "--manifest",
+        str(manifest),
+        "--out",
+        str(out),
+        "--cache-dir",
+        str(cache),
+        "--epochs",
+        EPOCHS,
+        "--quiet",
+        *extra,
+    ]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_torchrun_two_processes_match_one(tmp_path: Path) -> None:
+    lfw_manifest = write_lfw_manifest(tmp_path / "faces", faces=40)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    _train(
+        lfw_manifest,
+        tmp_path / "ddp",
+        tmp_path / "cache-ddp",
+        [*torchrun, "--nproc_per_node", "2"],
+        [],
+    )
+    _train(
+        lfw_manifest, tmp_path / "one", tmp_path / "cache-one", [sys.executable], ["--shares", "2"]
+    )
+
+    ddp_entries = sorted((tmp_path / "cache-ddp").rglob("*.npy"))
+    one_entries = sorted((tmp_path / "cache-one").rglob("*.npy"))
+    assert [p.relative_to(tmp_path / "cache-ddp") for p in ddp_entries] == [
+        p.relative_to(tmp_path / "cache-one") for p in one_entries
+    ]
+    assert len(ddp_entries) == 2  # the train and dev splits
+    for sharded, whole in zip(ddp_entries, one_entries, strict=True):
+        np.testing.assert_array_equal(np.load(sharded), np.load(whole))
+    assert not list((tmp_path / "cache-ddp").rglob("*.tmp"))
+
+    ddp = safetensors.torch.load_file(str(tmp_path / "ddp" / "detector.safetensors"))
+    one = safetensors.torch.load_file(str(tmp_path / "one" / "detector.safetensors"))
+    assert ddp.keys() == one.keys()
+    for name in ddp:
+        torch.testing.assert_close(ddp[name], one[name], rtol=1e-4, atol=1e-5, msg=name)
+    ddp_history = pd.read_csv(tmp_path / "ddp" / "history.csv")
+    one_history = pd.read_csv(tmp_path / "one" / "history.csv")
+    assert len(ddp_history) == int(EPOCHS)
+    np.testing.assert_allclose(ddp_history.train_loss, one_history.train_loss, rtol=1e-4)
+    np.testing.assert_allclose(ddp_history.dev_eer, one_history.dev_eer, atol=1e-6)
