@@ -23,12 +23,13 @@ import torch
 
 from facecat import metrics, plots
 from facecat.adversarial_faces import protocol_generators
-from facecat.checkpoints import atomic_write
+from facecat.checkpoints import CheckpointError, atomic_write
 from facecat.config import merge, read_config_dict
 from facecat.evaluate import evaluate_detector
 from facecat.manifest import Manifest
 from facecat.protocol import EmbeddedProtocol, build_embedded, counts, default_cache_dir
 from facecat.registry import create_detector, load_detector
+from facecat.train import CHECKPOINT_NAME
 from facecat.training import train_detector
 
 log = logging.getLogger(__name__)
@@ -319,7 +320,8 @@ def train_variant(
 ) -> Path:
     """Train ``variant`` on ``manifest``'s train split (dev selects the epoch) in ``run_dir``.
 
-    A finished or interrupted run with the same inputs in ``run_dir`` is resumed. FaceCat
+    A finished or interrupted run with the same inputs in ``run_dir`` is resumed; a run of
+    other inputs (a stale cache entry) is trained again from scratch. FaceCat
     variants share backbone features through ``feature_cache`` (default: one per run).
 
     Returns:
@@ -328,15 +330,23 @@ def train_variant(
     detector = create_detector(
         variant.config, seed=seed, device=device, **variant.overrides, **variant.options
     )
-    result = train_detector(
-        detector,
-        manifest.split("train"),
-        manifest.split("dev"),
-        run_dir,
-        epochs=epochs,
-        seed=seed,
-        device=device,
-        cache_dir=feature_cache,
-        progress=progress,
-    )
-    return result.detector_path
+
+    def train() -> Path:
+        return train_detector(
+            detector,
+            manifest.split("train"),
+            manifest.split("dev"),
+            run_dir,
+            epochs=epochs,
+            seed=seed,
+            device=device,
+            cache_dir=feature_cache,
+            progress=progress,
+        ).detector_path
+
+    try:
+        return train()
+    except CheckpointError as error:  # a cached run of other inputs: rebuild, never reuse
+        log.warning("%s; training %s again from scratch", error, run_dir)
+        (run_dir / CHECKPOINT_NAME).unlink()
+        return train()

@@ -16,7 +16,9 @@ from facecat.reproduce import (
     SCORES_NAME,
     Variant,
     run_main_job,
+    train_variant,
 )
+from facecat.train import CHECKPOINT_NAME
 
 VARIANTS = (
     Variant("FaceCat", "facecat-tiny"),
@@ -92,3 +94,17 @@ def test_rerun_with_warm_caches_gives_the_same_table(main_job, small_bona_fide):
         progress=False,
     )
     pd.testing.assert_frame_equal(again, table)
+
+
+def test_stale_cached_run_is_trained_again(lfw_manifest, tmp_path):
+    manifest = read_manifest(lfw_manifest)
+    variant = Variant("FaceCat", "facecat-tiny")
+    run_dir = tmp_path / "run"
+    first = train_variant(variant, manifest, run_dir, epochs=1, progress=False)
+    stamp = (run_dir / CHECKPOINT_NAME).stat().st_mtime_ns
+    # the same run folder, other inputs (another seed): the old checkpoint must not be reused
+    again = train_variant(variant, manifest, run_dir, epochs=1, seed=1, progress=False)
+    assert again == first
+    assert (run_dir / CHECKPOINT_NAME).stat().st_mtime_ns != stamp
+    history = pd.read_csv(run_dir / "history.csv")
+    assert list(history["epoch"]) == [1]
