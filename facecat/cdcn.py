@@ -269,7 +269,8 @@ class CDCN(nn.Module):
             (B, 3, S, S) -> (B,)
         """
         self._check_input(images)
-        return self(images).mean(dim=(1, 2)).clamp(0, 1)
+        weights = next(self.parameters())  # any float input dtype, as FaceCat accepts
+        return self(images.to(weights.dtype)).mean(dim=(1, 2)).clamp(0, 1)
 
     def scores(self, images: Tensor) -> Tensor:
         """P(real): the mean predicted depth, clamped to [0, 1].

@@ -119,6 +119,18 @@ def test_exception_non_finite_scores_name_the_batch_and_file(lfw, tmp_path, caps
     assert "non-finite score" in err and manifest.paths[0].name in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("kind", ["facecat", "cdcn"])
+def test_every_float_input_dtype_scores_like_float32(kind, dtype):
+    """check_image_batch accepts any float dtype, so every detector must score it."""
+    detector = _detector(kind)
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    expected = detector.scores(images)
+    scores = detector.scores(images.to(dtype))
+    assert scores.dtype == torch.float32
+    torch.testing.assert_close(scores, expected, atol=2e-2, rtol=0)
+
+
 # --------------------------------------------------------------------------- determinism
 
 
