@@ -21,7 +21,7 @@ import pytest
 
 from facecat.protocol import ATTACK_TYPES
 
-SUITES = ("transform", "unseen", "adaptive")
+SUITES = ("transform", "unseen", "adaptive", "physical")
 SEVERITIES = (0, 1, 2, 3, 4, 5)
 #: L-inf budgets of the adaptive attacker, in 1/255 units.
 ADAPTIVE_BUDGETS = (0, 2, 4, 8)
@@ -33,8 +33,9 @@ class Check:
 
     Args:
         detector: detector name in the pool ("facecat", "cdcn", or a user's).
-        suite: "transform", "unseen" or "adaptive".
-        case: transformation name, held-out attack type, or "adaptive".
+        suite: "transform", "unseen", "adaptive" or "physical".
+        case: transformation name, held-out attack type, "adaptive", or for the physical
+            suite "clean" or the transformation applied to the physical set.
         severity: transformation severity (0 = clean) or adaptive budget (1/255 units);
             0 for the unseen suite.
     """
@@ -54,6 +55,10 @@ class Check:
             return f"{self.detector}-{self.case}-sev{self.severity}"
         if self.suite == "unseen":
             return f"{self.detector}-unseen-{self.case}"
+        if self.suite == "physical":
+            if self.case == "clean":
+                return f"{self.detector}-physical"
+            return f"{self.detector}-physical-{self.case}-sev{self.severity}"
         return f"{self.detector}-adaptive-eps{self.severity}"
 
 
@@ -81,6 +86,16 @@ def adaptive_checks(
 ) -> list[Check]:
     """Every detector x adaptive-attack budget (L-inf, 1/255 units)."""
     return [Check(d, "adaptive", "adaptive", b) for b in budgets for d in detectors]
+
+
+def physical_checks(
+    detectors: Sequence[str],
+    transforms: Iterable[str] = (),
+    severities: Sequence[int] = (1, 3, 5),
+) -> list[Check]:
+    """Every detector on the held-out physical set, clean and under each transformation."""
+    cases = [("clean", 0)] + [(name, s) for name in transforms for s in severities]
+    return [Check(d, "physical", case, s) for case, s in cases for d in detectors]
 
 
 @dataclass(frozen=True)

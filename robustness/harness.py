@@ -65,9 +65,7 @@ class Harness:
     def run(self, check: Check) -> dict[str, Any]:
         """Measure ``check``, record it, print a one-line summary, then assert its criterion."""
         started = time.perf_counter()
-        figures = {"transform": self._transform, "unseen": self._unseen}.get(
-            check.suite, self._adaptive
-        )(check)
+        figures = self.measure(check)
         passed, criterion = self.criteria.verdict(check, figures["auc"])
         record = {
             "id": check.id,
@@ -89,6 +87,17 @@ class Harness:
         )
         assert passed, f"{check.id}: AUC {record['auc']:.4f} fails {criterion}"
         return record
+
+    def measure(self, check: Check) -> dict[str, Any]:
+        """The figures of one check; subclasses add suites (:mod:`physical` does)."""
+        measures = {
+            "transform": self._transform,
+            "unseen": self._unseen,
+            "adaptive": self._adaptive,
+        }
+        if check.suite not in measures:
+            raise ValueError(f"{type(self).__name__} does not run {check.suite!r} checks")
+        return measures[check.suite](check)
 
     def _dev(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         detector = self.pool.detector(name)
