@@ -260,3 +260,30 @@ def test_device(extractor: DiffusionFeatureExtractor, device: torch.device) -> N
     assert all(f.device.type == device.type for f in features)
     reference = extractor(images)
     assert _equal([f.cpu() for f in features], reference, atol=1e-4)
+
+
+def test_groupnorm_is_computed_in_float32_under_autocast() -> None:
+    norm = next(m for m in UNet(TINY.unet).modules() if isinstance(m, torch.nn.GroupNorm))
+    x = torch.randn(2, norm.num_channels, 8, 8).to(torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = norm(x)
+    expected = torch.nn.functional.group_norm(
+        x.float(), norm.num_groups, norm.weight, norm.bias, norm.eps
+    ).to(torch.bfloat16)
+    assert torch.equal(out, expected)
+
+
+def test_channels_last_gives_the_same_features() -> None:
+    images = _images(3)
+    reference = _extractor()(images)
+    fast = _extractor().accelerate(channels_last=True)
+    first_conv = fast.unet.input_blocks[0][0]
+    assert first_conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert _equal(fast(images), reference, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_compiled_feature_path_gives_the_same_features() -> None:
+    images = _images(2)
+    reference = _extractor()(images)
+    assert _equal(_extractor().accelerate(compile=True)(images), reference, atol=1e-4)
