@@ -7,6 +7,7 @@ unpickled; a loader passes only if it refuses the file *and* the marker never ap
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -36,6 +37,7 @@ from facecat.manifest import (
     read_manifest,
 )
 from facecat.protocol import build_key
+from facecat.registry import save_detector
 
 # --------------------------------------------------------------------------- malicious pickles
 
@@ -230,8 +232,6 @@ def test_paths_that_stay_inside_the_root_are_accepted(tmp_path):
 def test_exception_cli_eval_refuses_escaping_manifest_in_one_line(tmp_path, capsys):
     path, _ = _escape_case(tmp_path, "dotdot")
     trained = tmp_path / "detector.safetensors"
-    from facecat.registry import save_detector
-
     save_detector(create_detector("facecat-tiny"), trained)
     argv = ["eval", "--detector", str(trained), "--manifest", str(path), "--out", "o.csv"]
     assert main(argv) == 2
@@ -264,8 +264,6 @@ def _bmp_header(width: int, height: int) -> bytes:
 
 
 def _gif_header(width: int, height: int) -> bytes:
-    import io
-
     buffer = io.BytesIO()
     Image.new("P", (8, 8)).save(buffer, "GIF")
     data = bytearray(buffer.getvalue())
@@ -274,8 +272,6 @@ def _gif_header(width: int, height: int) -> bytes:
 
 
 def _jpeg_header(width: int, height: int) -> bytes:
-    import io
-
     buffer = io.BytesIO()
     Image.new("RGB", (8, 8)).save(buffer, "JPEG")
     data = bytearray(buffer.getvalue())
@@ -316,8 +312,6 @@ def test_max_pixels_configurable_through_the_environment(tmp_path, monkeypatch):
 
 def test_exception_cli_score_refuses_bomb_in_one_line(tmp_path, capsys):
     detector = tmp_path / "detector.safetensors"
-    from facecat.registry import save_detector
-
     save_detector(create_detector("facecat-tiny"), detector)
     bomb = tmp_path / "images" / "bomb.png"
     bomb.parent.mkdir()
@@ -331,8 +325,6 @@ def test_exception_cli_score_refuses_bomb_in_one_line(tmp_path, capsys):
 
 
 def _png_bytes(side: int = 16) -> bytes:
-    import io
-
     buffer = io.BytesIO()
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(buffer, "PNG")
