@@ -44,7 +44,9 @@ FUZZ_EXAMPLES = {
     "metric_inputs": 150,
     "cli_eval_options": 20,
 }
-FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+FUZZ = settings(
+    deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True, database=None
+)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -109,21 +109,29 @@ CHILD = textwrap.dedent(
 
         kill_on_call(facecat.protocol, "write_manifest", 1)
         build_embedded(out, seed=0, bona_fide=data)
-    elif scenario == "cache-writer":  # concurrency: build or reuse one cache entry
+    elif scenario == "concurrent":  # two of these at once: one cache entry, one results file
+        import hashlib
         from facecat.cache import FeatureCache, ImageFiles
+        from facecat.checkpoints import atomic_write
         from facecat.manifest import read_manifest
         from facecat.registry import create_detector
 
         detector = create_detector("facecat-tiny", text_guided=False)
         images = ImageFiles(read_manifest(data).paths, 32)
-        Path(sys.argv[4]).touch()  # ready
-        while not Path(sys.argv[5]).exists():  # start together
+        ready, go, target, byte = sys.argv[4:8]
+        Path(ready).touch()
+        while not Path(go).exists():  # start together
             time.sleep(0.005)
         rows = FeatureCache(out).features(
             detector.extractor, detector.backbone_digest(), images, progress=False
         )
-        import hashlib
         print(hashlib.sha256(rows.tobytes()).hexdigest())
+        body = bytes([int(byte)]) * 200_000
+        count, stop = 0, time.monotonic() + 1.0
+        while time.monotonic() < stop:
+            atomic_write(target, lambda tmp: tmp.write_bytes(body))
+            count += 1
+        print(count)
         sys.exit(0)
     print("child finished without being killed")
     """
@@ -186,24 +194,31 @@ CDCN_OVERRIDES = {"image_size": 32, "width": 0.125, "train": {"batch_size": 4}}
 
 
 @pytest.fixture(scope="module")
-def killed_runs(data, tmp_path_factory):
-    """Start every self-killing child at once; returns {scenario: its output folder}."""
+def started_children(data, tmp_path_factory):
+    """Start every self-killing child at once: {scenario: (its output folder, process)}."""
     root = tmp_path_factory.mktemp("killed")
     script = root / "child.py"
     script.write_text(CHILD)
-    runs, processes = {}, {}
+    children = {}
     for scenario in SCENARIOS:
-        out = runs[scenario] = root / scenario
+        out = root / scenario
         if scenario.startswith("facecat-"):
             args = (data["facecat"], out, json.dumps(OVERRIDES), EPOCHS)
         elif scenario.startswith("cdcn-"):
             args = (_cdcn_manifest(data, root), out, json.dumps(CDCN_OVERRIDES), 2)
         else:
             args = (data["bona_fide"], out)
-        processes[scenario] = _spawn(script, scenario, *args)
-    for process in processes.values():
+        children[scenario] = (out, _spawn(script, scenario, *args))
+    return children
+
+
+@pytest.fixture(scope="module")
+def killed_runs(started_children, uninterrupted):
+    """{scenario: output folder} once every child has killed itself (the uninterrupted
+    reference run is computed here meanwhile)."""
+    for _, process in started_children.values():
         _killed(process)
-    return runs
+    return {scenario: out for scenario, (out, _) in started_children.items()}
 
 
 def _cdcn_manifest(data, root: Path) -> Path:
@@ -343,52 +358,6 @@ def test_killed_data_build_is_rebuilt_identically(killed_runs, data, tmp_path):
 # --------------------------------------------------------------------------- concurrency
 
 
-def test_concurrent_processes_share_one_cache_entry(data, tmp_path):
-    from facecat.cache import FeatureCache, ImageFiles
-    from facecat.registry import create_detector
-
-    script = tmp_path / "child.py"
-    script.write_text(CHILD)
-    cache, go = tmp_path / "cache", tmp_path / "go"
-    ready = [tmp_path / f"ready{k}" for k in range(2)]
-    writers = [_spawn(script, "cache-writer", data["facecat"], cache, r, go) for r in ready]
-    _start_together(writers, ready, go)
-    digests = []
-    for writer in writers:
-        out, err = writer.communicate(timeout=240)
-        assert writer.returncode == 0, err[-2000:]
-        digests.append(out.strip().splitlines()[-1])
-    detector = create_detector("facecat-tiny", text_guided=False)
-    images = ImageFiles(read_manifest(data["facecat"]).paths, 32)
-    rows = np.array(
-        FeatureCache(cache).features(
-            detector.extractor, detector.backbone_digest(), images, progress=False
-        )
-    )
-    assert digests == [hashlib.sha256(rows.tobytes()).hexdigest()] * 2
-    assert len(list(cache.glob("*/*.npy"))) == 1 and not list(cache.glob("*/.*.tmp"))
-
-
-WRITER = textwrap.dedent(
-    """
-    import sys, time
-    from pathlib import Path
-    from facecat.checkpoints import atomic_write
-
-    target, byte, ready, go = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
-    body = bytes([byte]) * 200_000
-    Path(ready).touch()
-    while not Path(go).exists():
-        time.sleep(0.005)
-    count, stop = 0, time.monotonic() + 1.0
-    while time.monotonic() < stop:
-        atomic_write(target, lambda tmp: tmp.write_bytes(body))
-        count += 1
-    print(count)
-    """
-)
-
-
 def _start_together(processes: list[subprocess.Popen], ready: list[Path], go: Path) -> None:
     """Wait (sleeping) until every child has imported its modules, then release them."""
     deadline = time.monotonic() + 240
@@ -398,24 +367,44 @@ def _start_together(processes: list[subprocess.Popen], ready: list[Path], go: Pa
     go.touch()
 
 
-def test_concurrent_atomic_writes_never_expose_a_partial_file(tmp_path):
-    """Two processes rewrite one file in a loop; every read sees one writer's whole file."""
-    script = tmp_path / "writer.py"
-    script.write_text(WRITER)
-    target, go = tmp_path / "results.bin", tmp_path / "go"
+def test_concurrent_processes_share_a_cache_entry_and_a_results_file(data, tmp_path):
+    """Two processes build the same cache entry at once (the file lock lets one build and the
+    other reuse it), then rewrite one results file in a loop while this process reads it:
+    every read must see one writer's whole file."""
+    from facecat.cache import FeatureCache, ImageFiles
+    from facecat.registry import create_detector
+
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    cache, go, target = tmp_path / "cache", tmp_path / "go", tmp_path / "results.bin"
     target.write_bytes(b"\x00" * 200_000)
-    ready = [tmp_path / f"ready{byte}" for byte in (1, 2)]
-    writers = [_spawn(script, target, byte, ready[byte - 1], go) for byte in (1, 2)]
-    _start_together(writers, ready, go)
+    ready = [tmp_path / f"ready{k}" for k in (1, 2)]
+    children = [
+        _spawn(script, "concurrent", data["facecat"], cache, ready[k - 1], go, target, k)
+        for k in (1, 2)
+    ]
+    _start_together(children, ready, go)
     seen, reads = set(), 0
-    while any(w.poll() is None for w in writers):
-        data = target.read_bytes()
-        assert len(data) == 200_000 and data.count(data[:1]) == len(data)
-        seen.add(data[0])
+    while any(child.poll() is None for child in children):
+        content = target.read_bytes()
+        assert len(content) == 200_000 and content.count(content[:1]) == len(content)
+        seen.add(content[0])
         reads += 1
-    for writer in writers:
-        out, err = writer.communicate(timeout=60)
-        assert writer.returncode == 0, err[-2000:]
-        assert int(out) > 0
+        time.sleep(0.001)
+    outputs = []
+    for child in children:
+        out, err = child.communicate(timeout=240)
+        assert child.returncode == 0, err[-2000:]
+        outputs.append(out.strip().splitlines()[-2:])
     assert seen & {1, 2} and reads > 10  # the reader saw real rewrites
+    assert all(int(count) > 0 for _, count in outputs)
     assert not list(tmp_path.glob(".results.bin.*"))  # no temporary left behind
+    detector = create_detector("facecat-tiny", text_guided=False)
+    images = ImageFiles(read_manifest(data["facecat"]).paths, 32)
+    rows = np.array(
+        FeatureCache(cache).features(
+            detector.extractor, detector.backbone_digest(), images, progress=False
+        )
+    )
+    assert [digest for digest, _ in outputs] == [hashlib.sha256(rows.tobytes()).hexdigest()] * 2
+    assert len(list(cache.glob("*/*.npy"))) == 1 and not list(cache.glob("*/.*.tmp"))
