@@ -80,6 +80,22 @@ def scratch(tmp_path_factory) -> Path:
 
 # --------------------------------------------------------------------------- manifests
 
+
+def _run_cli(argv: list[str]) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with (
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore")
+        try:
+            code = main(argv)
+        except SystemExit as exit_:  # argparse refusing an option value
+            code = exit_.code
+    return code, out.getvalue(), err.getvalue()
+
+
 PATHS = st.sampled_from(
     ["a.png", "b.png", "sub/c.png", "sub/../a.png", "../outside.png", "/etc/passwd", "", " ",
      "missing.png", "sub", "a.png\x00", "ä/ü.png", "C:\\x.png", "~/a.png"]
@@ -140,12 +156,15 @@ def manifest_frames(draw) -> pd.DataFrame:
 def test_random_manifests_validate_or_raise_manifest_error(scratch, frame, allow_outside):
     path = scratch / "manifest.csv"
     frame.to_csv(path, index=False)
+    code, _, err = _run_cli(["data", "stats", "--manifest", str(path)])  # the same via the CLI
     try:
         manifest = read_manifest(path, allow_outside_root=allow_outside)
     except ManifestError as error:
         assert str(path) in str(error)
+        assert code == 2 and len(err.strip().splitlines()) == 1  # the CLI is as strict
         event("refused")
         return
+    assert allow_outside or code == 0
     event("accepted")
     # an accepted manifest keeps every promise of the format
     assert len(manifest) > 0 and set(manifest.labels) <= {0, 1}
@@ -183,21 +202,6 @@ def detector_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("detector") / "tiny.safetensors"
     save_detector(create_detector("facecat-tiny", text_guided=False), path)
     return path
-
-
-def _run_cli(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with (
-        contextlib.redirect_stdout(out),
-        contextlib.redirect_stderr(err),
-        warnings.catch_warnings(),
-    ):
-        warnings.simplefilter("ignore")
-        try:
-            code = main(argv)
-        except SystemExit as exit_:  # argparse refusing an option value
-            code = exit_.code
-    return code, out.getvalue(), err.getvalue()
 
 
 def _encoded(fmt: str, side: int, mode: str) -> bytes:
