@@ -4,9 +4,11 @@ One cache entry holds the flattened block features of an ordered list of images,
 ``.npy`` file opened with ``mmap_mode`` (so it may exceed RAM) plus a JSON sidecar. Its key
 covers the feature configuration (UNet architecture, diffusion steps, timesteps, blocks,
 noise seed, compute dtype), the backbone's weight digest and the content of every image file
-(SHA-256 of its bytes) with the resize policy. An entry whose sidecar, key, shape or size
-does not match is rebuilt, never reused. Builds write to temporary files renamed into place,
-under a file lock, so a killed or concurrent run cannot leave a corrupted entry behind.
+(SHA-256 of its bytes) with the resize policy. The sidecar also holds the SHA-256 of the
+``.npy`` file, checked on every read. An entry whose sidecar, key, shape, size or content
+does not match (a file damaged or edited in place included) is rebuilt, never reused. Builds
+write to temporary files renamed into place, under a file lock, so a killed or concurrent run
+cannot leave a corrupted entry behind.
 """
 
 from __future__ import annotations
@@ -106,6 +108,9 @@ class FeatureCache:
             if not isinstance(meta, dict) or any(meta.get(k) != v for k, v in expected.items()):
                 log.warning("feature cache %s: key mismatch, rebuilding", data_path)
                 return None
+            if meta.get("data_sha256") != file_digest(data_path):
+                log.warning("feature cache %s: content changed, rebuilding", data_path)
+                return None
             rows = np.load(data_path, mmap_mode="r")
         except (OSError, ValueError, EOFError) as error:  # JSONDecodeError is a ValueError
             log.warning("feature cache %s unreadable (%s), rebuilding", data_path, error)
@@ -190,7 +195,7 @@ class FeatureCache:
                 del out
 
             atomic_write(data_path, write)
-            atomic_write(meta_path, lambda tmp: tmp.write_text(json.dumps(expected)))
+            _write_meta(meta_path, expected, data_path)
             return np.load(data_path, mmap_mode="r")
 
     def _features_sharded(
@@ -238,13 +243,19 @@ class FeatureCache:
                 barrier(world)
                 if world.is_main:
                     os.replace(tmp, data_path)
-                    atomic_write(meta_path, lambda t: t.write_text(json.dumps(expected)))
+                    _write_meta(meta_path, expected, data_path)
             barrier(world)
         finally:
             if world.is_main:
                 tmp.unlink(missing_ok=True)
                 lock.release()
         return np.load(data_path, mmap_mode="r")
+
+
+def _write_meta(meta_path: Path, expected: dict, data_path: Path) -> None:
+    """Publish an entry's sidecar: its key plus the SHA-256 of the finished data file."""
+    meta = {**expected, "data_sha256": file_digest(data_path)}
+    atomic_write(meta_path, lambda tmp: tmp.write_text(json.dumps(meta)))
 
 
 def _open_rows(path: Path, expected: dict, mode: str) -> np.memmap:

@@ -462,7 +462,23 @@ def _object_npy(data: Path, marker: Path) -> None:
     np.save(data, np.array([_Exploit(marker)], dtype=object), allow_pickle=True)
 
 
+def _flip_last_bytes(data: Path) -> None:
+    """Same size, same header, different numbers (bit rot or an edit in place)."""
+    raw = bytearray(data.read_bytes())
+    raw[-8:] = bytes(b ^ 0x5A for b in raw[-8:])
+    data.write_bytes(bytes(raw))
+
+
+def _nan_in_place(data: Path) -> None:
+    rows = np.load(data, mmap_mode="r+")
+    rows[0, 0] = np.nan
+    rows.flush()
+    del rows
+
+
 CACHE_DAMAGE: dict[str, Callable[[Path, Path, Path], None]] = {
+    "data-bytes-flipped-same-size": lambda data, meta, marker: _flip_last_bytes(data),
+    "data-nan-written-in-place": lambda data, meta, marker: _nan_in_place(data),
     "data-empty": lambda data, meta, marker: data.write_bytes(b""),
     "data-garbage": lambda data, meta, marker: data.write_bytes(os.urandom(512)),
     "data-pickled-objects": lambda data, meta, marker: _object_npy(data, marker),
