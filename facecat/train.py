@@ -11,6 +11,7 @@ stopped and reaches the same result.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import math
@@ -49,6 +50,12 @@ log = logging.getLogger(__name__)
 CHECKPOINT_NAME = "checkpoint.pt"
 DETECTOR_NAME = "detector.safetensors"
 HISTORY_NAME = "history.csv"
+# DDP's switch for "do not copy rank 0's buffers before every forward" was renamed in torch 2.14
+_NO_BUFFER_SYNC = (
+    {"forward_sync_buffers": False}
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+    else {"broadcast_buffers": False}
+)
 
 
 @dataclass(frozen=True)
@@ -255,7 +262,7 @@ def train_facecat(
         step_module = DistributedDataParallel(
             head,
             device_ids=[device.index] if device.type == "cuda" else None,
-            forward_sync_buffers=False,  # BatchNorm statistics are averaged after each step
+            **_NO_BUFFER_SYNC,  # BatchNorm statistics are averaged after each step instead
         )
     else:
         step_module = head
