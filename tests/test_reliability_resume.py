@@ -391,6 +391,8 @@ def test_concurrent_processes_share_a_cache_entry_and_a_results_file(data, tmp_p
         seen.add(content[0])
         reads += 1
         time.sleep(0.001)
+    final = target.read_bytes()  # the last complete write wins
+    assert final.count(final[:1]) == len(final) == 200_000 and final[0] in (1, 2)
     outputs = []
     for child in children:
         out, err = child.communicate(timeout=240)
