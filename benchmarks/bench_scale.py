@@ -69,11 +69,20 @@ def _timed(fn, device: torch.device, repeats: int) -> float:
 
 
 def matmul_rate(device: torch.device, dtype: torch.dtype) -> float:
-    """Measured FLOP/s of a large square matrix product in ``dtype`` (the FLOP-bound limit)."""
+    """Measured FLOP/s of a large square matrix product in ``dtype`` (the FLOP-bound limit).
+
+    float32 is measured with TF32 tensor cores allowed, as cuDNN runs float32 convolutions
+    by default on GPUs that have them.
+    """
     n = 8192 if device.type == "cuda" else 1024
     a = torch.randn(n, n, device=device).to(dtype)
     b = torch.randn(n, n, device=device).to(dtype)
-    seconds = _timed(lambda: a @ b, device, 10 if device.type == "cuda" else 3)
+    allowed = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32
+    try:
+        seconds = _timed(lambda: a @ b, device, 10 if device.type == "cuda" else 3)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = allowed
     return 2 * n**3 / seconds
 
 

@@ -259,7 +259,9 @@ def test_device(extractor: DiffusionFeatureExtractor, device: torch.device) -> N
     features = moved(images.to(device))
     assert all(f.device.type == device.type for f in features)
     reference = extractor(images)
-    assert _equal([f.cpu() for f in features], reference, atol=1e-4)
+    for on_device, on_cpu in zip(features, reference, strict=True):
+        # GPUs run float32 convolutions on TF32 tensor cores (cuDNN's default): ~1e-3 relative
+        assert ((on_device.cpu() - on_cpu).norm() / on_cpu.norm()).item() < 5e-3
 
 
 def test_groupnorm_is_computed_in_float32_under_autocast() -> None:
