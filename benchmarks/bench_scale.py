@@ -9,6 +9,8 @@ Prints markdown tables; never asserts a time. Sections (``--sections``, comma-se
 * ``extract``: images/s of feature extraction on ``--device`` per config, dtype, batch size and
   memory format, next to the device's measured matrix-product rate (the FLOP-bound limit of
   the same dtype), and the fraction of that limit reached.
+* ``attention``: extraction images/s with PyTorch's fused attention kernels (the default)
+  against its unfused math kernel, side by side.
 * ``jpeg``: images/s of the robustness JPEG check's inner loop (differentiable JPEG at each
   severity + FaceCat scoring) on ``--device``.
 * ``torchrun``: wall time of ``facecat train`` on the LFW demonstration set with 1 and
@@ -27,15 +29,23 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from facecat import create_detector
 from facecat.features import DTYPES
 
 CONFIGS = ("facecat-ffhq256", "facecat-small")
+FUSED_AND_MATH = [
+    SDPBackend.FLASH_ATTENTION,
+    SDPBackend.EFFICIENT_ATTENTION,
+    SDPBackend.CUDNN_ATTENTION,
+    SDPBackend.MATH,
+]
 
 
 def unet_flops(config: str) -> tuple[float, float]:
@@ -161,6 +171,36 @@ def section_extract(
             )
 
 
+def section_attention(device: torch.device, configs: list[str]) -> None:
+    """Extraction with SDPA's fused kernels (default) against its unfused math kernel."""
+    print(f"\n## Attention kernel, fused vs math, on {_device_name(device)}\n")
+    print("| config | dtype | batch | math kernel images/s | fused images/s | speed-up |")
+    print("|---|---|---|---|---|---|")
+    dtype = "float16" if device.type == "cuda" else "float32"
+    for config in configs:
+        batch = 32 if device.type == "cuda" or config == "facecat-small" else 1
+        detector = create_detector(
+            config,
+            device=device,
+            text_guided=False,
+            unet_weights="random",
+            features={"compute_dtype": dtype},
+        )
+        images = torch.rand(batch, 3, detector.image_size, detector.image_size, device=device)
+        repeats = 1 if (config == "facecat-ffhq256" and device.type == "cpu") else 5
+        rates = {}
+        for kernel in ("math", "fused"):
+            backends = [SDPBackend.MATH] if kernel == "math" else FUSED_AND_MATH
+            with sdpa_kernel(backends):
+                extract = partial(detector.extractor, images)
+                rates[kernel] = batch / _timed(extract, device, repeats)
+        print(
+            f"| {config} | {dtype} | {batch} | {rates['math']:.1f} | {rates['fused']:.1f} | "
+            f"{rates['fused'] / rates['math']:.2f}x |",
+            flush=True,
+        )
+
+
 def section_jpeg(device: torch.device) -> None:
     from robustness.checks import SEVERITIES
     from robustness.detectors import score_images
@@ -248,6 +288,8 @@ def main() -> None:
     )
     if "extract" in sections:
         section_extract(device, feature_flops, args.quick, args.compile)
+    if "attention" in sections:
+        section_attention(device, args.configs.split(","))
     if "jpeg" in sections:
         section_jpeg(device)
     if "torchrun" in sections:

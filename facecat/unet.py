@@ -241,10 +241,12 @@ class AttentionBlock(nn.Module):
         qkv = self.qkv(self.norm(flat))
         head_channels = channels // self.num_heads
         # Legacy order: split heads first, then q, k, v within each head.
-        qkv = qkv.reshape(batch * self.num_heads, 3 * head_channels, height * width)
-        q, k, v = (part.transpose(1, 2) for part in qkv.split(head_channels, dim=1))
+        # Contiguous (batch, heads, tokens, head channels) inputs let SDPA pick a fused
+        # kernel (flash attention, CPU and GPU) instead of the unfused math path.
+        qkv = qkv.reshape(batch, self.num_heads, 3 * head_channels, height * width)
+        q, k, v = (part.transpose(2, 3).contiguous() for part in qkv.split(head_channels, dim=2))
         attended = F.scaled_dot_product_attention(q, k, v)
-        attended = attended.transpose(1, 2).reshape(batch, channels, height * width)
+        attended = attended.transpose(2, 3).reshape(batch, channels, height * width)
         return (flat + self.proj_out(attended)).reshape(batch, channels, height, width)
 
 
