@@ -396,7 +396,8 @@ def test_forward_smoke_device(device: torch.device) -> None:
     assert out.device.type == device.type
     with torch.no_grad():
         reference = _small_unet()(x, t)
-    torch.testing.assert_close(out.cpu(), reference, atol=1e-4, rtol=1e-4)
+    # GPUs run float32 convolutions on TF32 tensor cores (cuDNN's default): ~1e-3 relative
+    assert ((out.cpu() - reference).norm() / reference.norm()).item() < 5e-3
 
 
 def _fp16_autocast_supported() -> bool:
