@@ -10,6 +10,10 @@ Options (besides ``--device`` from the root conftest):
 * ``--results-dir``: where records and curves go (default ``results/robustness``).
 * ``--criteria``: a criteria JSON of your own (default ``robustness/criteria.json``).
 * ``--bootstrap``: resamples of the confidence intervals.
+
+Under ``torchrun --nproc_per_node N -m pytest robustness/ ...`` the processes train FaceCat
+data-parallel, score their shards of every split and gather the scores; rank 0 writes the
+results.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from facecat.distributed import current_world, join_process_group
 from facecat.manifest import read_manifest
 from facecat.protocol import default_cache_dir
 from facecat.registry import pick_device
@@ -86,7 +91,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def harness(request: pytest.FixtureRequest) -> Harness:
     """The session's harness: protocol, detector pool and criteria, built once."""
     config = request.config
-    device = pick_device(config.getoption("--device", default="cpu"))
+    _, device = join_process_group(pick_device(config.getoption("--device", default="cpu")))
     protocol_option = config.getoption("--protocol")
     cache_dir = default_cache_dir()
     if protocol_option == "embedded":
@@ -114,7 +119,7 @@ def harness(request: pytest.FixtureRequest) -> Harness:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Write this session's records, the comparison and the curves into the results folder."""
     built = session.config.stash.get(_HARNESS, None)
-    if built is None or not built.records:
+    if built is None or not built.records or not current_world().is_main:
         return
     names, _ = _detector_names(session.config)
     out = Path(session.config.rootpath) / session.config.getoption("--results-dir")

@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from facecat.distributed import current_world, gather_rows, shard_bounds
 from facecat.manifest import Manifest, load_images
 from facecat.protocol import leave_one_type_out
 from facecat.registry import load_detector
@@ -43,14 +44,19 @@ class SplitData:
 def score_images(detector: nn.Module, images: Tensor, batch_size: int = 64) -> np.ndarray:
     """P(real) for an in-memory batch, in chunks.
 
+    Under torchrun each process scores its shard and the scores are gathered in order.
+
     Shape:
         images (N, 3, S, S) -> (N,)
     """
+    world = current_world()
+    start, stop = shard_bounds(len(images), world)
     parts = [
-        detector.scores(images[i : i + batch_size]).float().cpu().numpy()
-        for i in range(0, len(images), batch_size)
+        detector.scores(images[i : min(i + batch_size, stop)]).float()
+        for i in range(start, stop, batch_size)
     ]
-    return np.concatenate(parts) if parts else np.zeros(0)
+    local = torch.cat(parts) if parts else torch.zeros(0, device=images.device)
+    return gather_rows(local, len(images), world).cpu().numpy()
 
 
 class DetectorPool:

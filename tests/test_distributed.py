@@ -123,3 +123,41 @@ def test_torchrun_two_processes_match_one(tmp_path: Path) -> None:
     assert len(ddp_history) == int(EPOCHS)
     np.testing.assert_allclose(ddp_history.train_loss, one_history.train_loss, rtol=1e-4)
     np.testing.assert_allclose(ddp_history.dev_eer, one_history.dev_eer, atol=1e-6)
+
+
+SCORER = """
+import sys
+import numpy as np
+import torch
+from facecat import create_detector
+from facecat.distributed import join_process_group
+from robustness.detectors import score_images
+
+world, _ = join_process_group("cpu")
+detector = create_detector("facecat-tiny", text_guided=False, unet_weights="random")
+images = torch.rand(11, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+scores = score_images(detector, images, batch_size=4)
+np.save(sys.argv[1] + f"-rank{world.rank}.npy", scores)
+"""
+
+
+def test_robustness_scores_are_sharded_and_gathered_in_order(tmp_path: Path) -> None:
+    script = tmp_path / "score.py"
+    script.write_text(SCORER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    done = subprocess.run(
+        [*run, str(script), str(tmp_path / "two")], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "one")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    single = np.load(tmp_path / "one-rank0.npy")
+    assert single.shape == (11,)
+    for rank in (0, 1):  # every rank holds all 11 scores, in image order
+        np.testing.assert_allclose(np.load(tmp_path / f"two-rank{rank}.npy"), single, atol=1e-6)
