@@ -10,8 +10,7 @@ Options (besides ``--device`` from the root conftest):
 * ``--physical-detectors``: comma-separated names (default ``facecat,cdcn``); ``name=path``
   adds a detector file of your own.
 * ``--physical-transforms`` / ``--physical-severities``: robustness transformations applied
-  to the physical set (default ``jpeg,gaussian_blur,bit_depth`` at ``1,3,5``; ``none``: clean
-  only).
+  to the physical set (default ``jpeg,gaussian_blur`` at ``1,3,5``; ``none``: clean only).
 * ``--physical-epochs``, ``--physical-bootstrap``, ``--physical-criteria``,
   ``--physical-results-dir`` (default ``results/physical``).
 """
@@ -52,7 +51,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--physical-captures", type=int, default=4, help="photographs per print")
     group.addoption("--physical-captured", help="captured set folder (instead of simulating)")
     group.addoption("--physical-detectors", default="facecat,cdcn", help="names or name=file")
-    group.addoption("--physical-transforms", default="jpeg,gaussian_blur,bit_depth")
+    group.addoption("--physical-transforms", default="jpeg,gaussian_blur")
     group.addoption("--physical-severities", default="1,3,5")
     group.addoption("--physical-epochs", type=int, help="override the detectors' epochs")
     group.addoption("--physical-bootstrap", type=int, default=200, help="CI resamples")
