@@ -96,9 +96,10 @@ class FeatureCache:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
 
-    def _paths(self, fkey: str, ikey: str) -> tuple[Path, Path]:
+    def _paths(self, fkey: str, ikey: str, dtype: str) -> tuple[Path, Path]:
         folder = self.root / fkey[:24]
-        return folder / f"{ikey[:24]}.npy", folder / f"{ikey[:24]}.json"
+        stem = f"{ikey[:24]}-{dtype}"  # float16 and float32 copies of one entry coexist
+        return folder / f"{stem}.npy", folder / f"{stem}.json"
 
     def _valid(self, data_path: Path, meta_path: Path, expected: dict) -> np.ndarray | None:
         if not (data_path.is_file() and meta_path.is_file()):
@@ -156,7 +157,7 @@ class FeatureCache:
             "shape": [len(dataset), width],
             "dtype": dtype,
         }
-        data_path, meta_path = self._paths(fkey, ikey)
+        data_path, meta_path = self._paths(fkey, ikey, dtype)
         data_path.parent.mkdir(parents=True, exist_ok=True)
         world = current_world()
         if world.distributed:

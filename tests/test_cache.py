@@ -84,3 +84,20 @@ def test_damaged_entry_is_rebuilt_not_reused(detector, images, tmp_path, damage,
         rebuilt = _rows(cache, detector, images)
     assert "feature cache hit" not in caplog.text
     np.testing.assert_array_equal(good, rebuilt)
+
+
+def test_float16_and_float32_entries_coexist(detector, images, tmp_path, caplog):
+    cache = FeatureCache(tmp_path)
+
+    def rows(dtype):
+        return cache.features(
+            detector.extractor, detector.backbone_digest(), images, progress=False, dtype=dtype
+        )
+
+    half, full = np.array(rows("float16")), np.array(rows("float32"))
+    assert half.dtype == np.float16 and full.dtype == np.float32
+    np.testing.assert_allclose(half, full, rtol=1e-2, atol=1e-3)
+    with caplog.at_level(logging.INFO, logger="facecat.cache"):
+        rows("float16")
+    assert "feature cache hit" in caplog.text and "rebuilding" not in caplog.text
+    assert len(list(tmp_path.glob("*/*.npy"))) == 2
