@@ -38,7 +38,7 @@ from physical.physical_set import (
 )
 from physical.report import write_physical_results
 from robustness.checks import Criteria, check_params, physical_checks
-from robustness.detectors import DetectorPool
+from robustness.detectors import DetectorPool, parse_detector_list
 
 _HARNESS = pytest.StashKey[PhysicalHarness]()
 _SET = pytest.StashKey[PhysicalSet]()
@@ -59,16 +59,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--physical-results-dir", default="results/physical", help="output folder")
 
 
-def _detectors(config: pytest.Config) -> tuple[list[str], dict[str, Path]]:
-    names, files = [], {}
-    for item in config.getoption("--physical-detectors").split(","):
-        name, _, path = item.strip().partition("=")
-        names.append(name)
-        if path:
-            files[name] = Path(path)
-    return names, files
-
-
 def _criteria(config: pytest.Config) -> Criteria:
     path = config.getoption("--physical-criteria")
     return Criteria.load(path or str(resources.files("physical") / "criteria.json"))
@@ -83,7 +73,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if metafunc.definition.get_closest_marker("physical_suite") is None:
         return
     config = metafunc.config
-    names, _ = _detectors(config)
+    names, _ = parse_detector_list(config.getoption("--physical-detectors"))
     chosen = config.getoption("--physical-transforms")
     transforms = [] if chosen in ("", "none") else chosen.split(",")
     severities = [int(s) for s in config.getoption("--physical-severities").split(",")]
@@ -116,7 +106,7 @@ def harness(request: pytest.FixtureRequest, physical_set: PhysicalSet | None) ->
     device = pick_device(config.getoption("--device", default="cpu"))
     cache_dir = default_cache_dir()
     protocol = embedded_p1(cache_dir, seed=0, bona_fide=None, device=device)
-    _, files = _detectors(config)
+    _, files = parse_detector_list(config.getoption("--physical-detectors"))
     pool = DetectorPool(
         protocol.p1(),
         cache_dir / "runs" / protocol.root.name,

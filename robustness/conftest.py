@@ -34,7 +34,7 @@ from robustness.checks import (
     transform_checks,
     unseen_checks,
 )
-from robustness.detectors import DetectorPool, manifest_key
+from robustness.detectors import DetectorPool, manifest_key, parse_detector_list
 from robustness.harness import Harness
 from robustness.report import write_results
 from robustness.transforms import TRANSFORMS
@@ -53,23 +53,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--bootstrap", type=int, default=200, help="CI resamples per check")
 
 
-def _detector_names(config: pytest.Config) -> tuple[list[str], dict[str, Path]]:
-    names, files = [], {}
-    for item in config.getoption("--detectors").split(","):
-        name, _, path = item.strip().partition("=")
-        names.append(name)
-        if path:
-            files[name] = Path(path)
-    return names, files
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Parametrize every suite test's ``check`` from the command-line options."""
     marker = metafunc.definition.get_closest_marker("robustness_suite")
     if marker is None or "check" not in metafunc.fixturenames:
         return
     config = metafunc.config
-    names, files = _detector_names(config)
+    names, files = parse_detector_list(config.getoption("--detectors"))
     suite = marker.args[0]
     if suite == "transform":
         chosen = config.getoption("--transforms")
@@ -100,7 +90,7 @@ def harness(request: pytest.FixtureRequest) -> Harness:
     else:
         manifest = read_manifest(protocol_option)
         runs = cache_dir / "runs" / f"manifest-{manifest_key(manifest)}"
-    _, files = _detector_names(config)
+    _, files = parse_detector_list(config.getoption("--detectors"))
     pool = DetectorPool(
         manifest,
         runs,
@@ -121,7 +111,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     built = session.config.stash.get(_HARNESS, None)
     if built is None or not built.records or not current_world().is_main:
         return
-    names, _ = _detector_names(session.config)
+    names, _ = parse_detector_list(session.config.getoption("--detectors"))
     out = Path(session.config.rootpath) / session.config.getoption("--results-dir")
     compare = (names[0], names[1]) if len(names) > 1 else (names[0], names[0])
     for path in write_results(built.records, out, compare=compare):

@@ -41,6 +41,21 @@ class SplitData:
     root: Path
 
 
+def parse_detector_list(text: str) -> tuple[list[str], dict[str, Path]]:
+    """Names and files of a ``name,name=detector-file,...`` option value.
+
+    Returns:
+        Every name in order, and the detector file of each name that gives one.
+    """
+    names, files = [], {}
+    for item in text.split(","):
+        name, _, path = item.strip().partition("=")
+        names.append(name)
+        if path:
+            files[name] = Path(path)
+    return names, files
+
+
 def score_images(detector: nn.Module, images: Tensor, batch_size: int = 64) -> np.ndarray:
     """P(real) for an in-memory batch, in chunks.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -150,3 +151,11 @@ def test_adaptive_attacker_raises_p_real_within_budget(attack_setup):
 def test_detector_without_gradients_is_refused():
     with pytest.raises(TypeError, match="differentiable_scores"):
         differentiable_scores(torch.nn.Identity())
+
+
+def test_detector_list_option_names_files() -> None:
+    from robustness.detectors import parse_detector_list
+
+    names, files = parse_detector_list("facecat, mine=runs/mine/detector.safetensors,cdcn")
+    assert names == ["facecat", "mine", "cdcn"]
+    assert files == {"mine": Path("runs/mine/detector.safetensors")}
