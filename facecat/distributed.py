@@ -8,11 +8,14 @@ library code calls them unconditionally.
 
 Work is split into contiguous shards (:func:`shard_bounds`); per-sample results are gathered
 back in sample order (:func:`gather_rows`), so a sharded run produces the same arrays as a
-single process.
+single process. The group joined here is destroyed when the process exits normally, while
+the interpreter is still alive: a gloo group left to interpreter finalization can abort the
+process (SIGABRT, "terminate called without an active exception") after its work is done.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -67,7 +70,13 @@ def join_process_group(device: str | torch.device) -> tuple[World, torch.device]
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        atexit.register(_leave_process_group)
     return current_world(), device
+
+
+def _leave_process_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def shard_bounds(n: int, world: World) -> tuple[int, int]:

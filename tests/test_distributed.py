@@ -126,9 +126,11 @@ def test_torchrun_two_processes_match_one(tmp_path: Path) -> None:
 
 
 SCORER = """
+import atexit
 import sys
 import numpy as np
 import torch
+import torch.distributed as dist
 from facecat import create_detector
 from facecat.distributed import join_process_group
 from robustness.detectors import score_images
@@ -138,6 +140,8 @@ detector = create_detector("facecat-tiny", text_guided=False, unet_weights="rand
 images = torch.rand(11, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 scores = score_images(detector, images, batch_size=4)
 np.save(sys.argv[1] + f"-rank{world.rank}.npy", scores)
+atexit._run_exitfuncs()  # what a normal exit runs: the joined group must be destroyed by it
+np.save(sys.argv[1] + f"-rank{world.rank}-joined-after-exit.npy", dist.is_initialized())
 """
 
 
@@ -161,3 +165,4 @@ def test_robustness_scores_are_sharded_and_gathered_in_order(tmp_path: Path) -> 
     assert single.shape == (11,)
     for rank in (0, 1):  # every rank holds all 11 scores, in image order
         np.testing.assert_allclose(np.load(tmp_path / f"two-rank{rank}.npy"), single, atol=1e-6)
+        assert not np.load(tmp_path / f"two-rank{rank}-joined-after-exit.npy")
