@@ -33,7 +33,9 @@ from facecat.manifest import load_image
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+# Raise whenever the extractor's numbers change for the same config and weights, so features
+# cached by older code are rebuilt, never reused (2: fused attention in the UNet).
+CACHE_VERSION = 2
 
 
 class ImageFiles(Dataset):
