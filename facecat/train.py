@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from facecat import metrics
-from facecat.cache import FeatureCache, ImageFiles
+from facecat.cache import FeatureCache, ImageFiles, feature_key
 from facecat.checkpoints import atomic_write, load_training_state, save_training_state
 from facecat.config import TrainConfig
 from facecat.distributed import (
@@ -153,7 +153,7 @@ def _run_key(
         "config": detector.config.to_dict(),
         "train": config.__dict__,
         "seed": seed,
-        "backbone": detector.backbone_digest(),
+        "features": feature_key(detector.extractor, detector.backbone_digest()),
         "train_data": train.digest(),
         "dev_data": dev.digest(),
     }

@@ -18,6 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
+from facecat import cache as cache_module
 from facecat import create_detector
 from facecat.cache import FeatureCache, ImageFiles
 from facecat.checkpoints import CheckpointError
@@ -250,8 +251,10 @@ def test_feature_cache_keyed_by_content_not_name_or_mtime(lfw, tmp_path_factory)
     assert rows(resize="center_crop").dtype == np.float32
 
 
-@pytest.mark.parametrize("change", ["image-replaced-in-place", "row-relabelled"])
-def test_checkpoint_of_changed_data_is_not_resumed(lfw, tmp_path_factory, change):
+@pytest.mark.parametrize(
+    "change", ["image-replaced-in-place", "row-relabelled", "feature-extractor-version"]
+)
+def test_checkpoint_of_changed_data_is_not_resumed(lfw, tmp_path_factory, monkeypatch, change):
     folder = tmp_path_factory.mktemp("data")
     path = write_lfw_manifest(folder, size=32, faces=6)
     out = folder / "run"
@@ -266,6 +269,8 @@ def test_checkpoint_of_changed_data_is_not_resumed(lfw, tmp_path_factory, change
     train()
     if change == "image-replaced-in-place":
         _replace_keeping_mtime(read_manifest(path).split("train").paths[0])
+    elif change == "feature-extractor-version":  # a head trained on older features
+        monkeypatch.setattr("facecat.cache.CACHE_VERSION", cache_module.CACHE_VERSION + 1)
     else:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
         live = frame.index[(frame["split"] == "train") & (frame["label"] == "1")][0]
