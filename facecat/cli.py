@@ -55,7 +55,7 @@ from facecat.registry import (
     pick_device,
     read_detector_header,
 )
-from facecat.reproduce import run_block_ablation, run_main_job
+from facecat.reproduce import run_block_ablation, run_main_job, run_probe_job, run_seed_study
 from facecat.siw_mv2 import write_siw_mv2_manifest
 from facecat.text import TextEncoderError
 from facecat.training import train_detector
@@ -353,6 +353,19 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
     print(table[columns].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 
 
+def cmd_seeds(args: argparse.Namespace) -> None:
+    table = run_seed_study(
+        _int_list(args.seeds, "--seeds"),
+        args.out,
+        cache_dir=args.cache_dir,
+        epochs=args.epochs,
+        device=pick_device(args.device),
+        n_boot=args.bootstrap,
+        progress=not args.quiet,
+    )
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+
+
 def cmd_ablate_blocks(args: argparse.Namespace) -> None:
     try:
         block_sets = tuple(tuple(int(b) for b in text.split(",")) for text in args.blocks)
@@ -372,6 +385,36 @@ def cmd_ablate_blocks(args: argparse.Namespace) -> None:
     )
     columns = ["blocks", "dev_eer", "acer", "eer", "auc", "tdr_at_fdr", "chosen"]
     print(table[columns].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+
+
+def _int_list(text: str, what: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError as error:
+        raise ValueError(f"{what} takes comma-separated integers, e.g. 1,10,50: {error}") from error
+
+
+def cmd_probe(args: argparse.Namespace) -> None:
+    table = run_probe_job(
+        args.out,
+        manifest=args.manifest,
+        config=args.model,
+        timesteps=_int_list(args.timesteps, "--timesteps"),
+        pool=args.pool,
+        backbones=tuple(args.backbones.split(",")),
+        cache_dir=args.cache_dir,
+        seed=args.seed,
+        device=pick_device(args.device),
+        n_boot=args.bootstrap,
+        progress=not args.quiet,
+    )
+    grid = table.pivot_table(index=["backbone", "timestep"], columns="block", values="dev_auc")
+    print("linear-probe dev AUC (rows: backbone, timestep; columns: decoder block)")
+    print(grid.to_string(float_format=lambda v: f"{v:.3f}"))
+    chosen = table[table["chosen"]]
+    columns = ["backbone", "timestep", "block", "dev_auc", "test_auc"]
+    print("chosen on dev (test scored once):")
+    print(chosen[columns].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 
 
 def cmd_info(args: argparse.Namespace) -> None:
@@ -585,6 +628,19 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--bootstrap", type=int, default=1000, help="CI resamples")
     reproduce.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    seeds = add(
+        "seeds",
+        cmd_seeds,
+        "FaceCat and CDCN trained once per seed: spread and paired AUC differences -> results/",
+    )
+    seeds.add_argument("--seeds", default="0,1,2", help="training seeds, comma-separated")
+    seeds.add_argument("--out", default="results")
+    seeds.add_argument("--cache-dir", help="protocol, features and runs ($FACECAT_CACHE)")
+    seeds.add_argument("--epochs", type=int, help="override every detector's epochs")
+    seeds.add_argument("--device", default="cpu")
+    seeds.add_argument("--bootstrap", type=int, default=1000, help="CI resamples")
+    seeds.add_argument("--quiet", action="store_true", help="no progress bars")
+
     ablate = add(
         "ablate-blocks",
         cmd_ablate_blocks,
@@ -598,6 +654,27 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--seed", type=int, default=0)
     ablate.add_argument("--device", default="cpu")
     ablate.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    probe = add(
+        "probe",
+        cmd_probe,
+        "linear probes per timestep x decoder block, trained vs random FDM -> results/",
+    )
+    probe.add_argument("--model", default="facecat-small", help="FaceCat config to probe")
+    probe.add_argument("--manifest", help="train/dev/test manifest (default: embedded protocol)")
+    probe.add_argument("--timesteps", default="1,10,50,150,300", help="comma-separated")
+    probe.add_argument("--pool", type=int, default=8, help="pool every block to this size")
+    probe.add_argument(
+        "--backbones",
+        default="trained,random",
+        help="'trained' (the config's weights), 'random', or UNet weight files, comma-separated",
+    )
+    probe.add_argument("--out", default="results")
+    probe.add_argument("--cache-dir", help="protocol, features and runs ($FACECAT_CACHE)")
+    probe.add_argument("--seed", type=int, default=0, help="protocol seed")
+    probe.add_argument("--device", default="cpu")
+    probe.add_argument("--bootstrap", type=int, default=200, help="CI resamples")
+    probe.add_argument("--quiet", action="store_true", help="no progress bars")
 
     info = add("info", cmd_info, "show a detector file's config and metadata")
     info.add_argument("detector")

@@ -47,23 +47,59 @@ class LossConfig:
     margin: float = 1.0
 
 
+OPTIMIZERS = ("sgd", "adamw")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """SGD with momentum and weight decay under a cosine schedule."""
+    """Optimiser, schedule and augmentation of FaceCat's head training.
+
+    Attributes:
+        epochs: most epochs to train (the dev split picks the epoch kept).
+        batch_size: samples per step.
+        lr: peak learning rate.
+        momentum: SGD momentum (unused by AdamW).
+        weight_decay: SGD's L2 penalty or AdamW's decoupled decay.
+        optimizer: "sgd" (the paper) or "adamw".
+        warmup_epochs: linear warm-up to ``lr`` over this many epochs, then cosine decay.
+        patience: stop when the dev EER has not improved for this many epochs (0: never).
+        hflip: mirror the cached feature maps of a random half of every batch (the cached
+            counterpart of horizontal-flip augmentation).
+    """
 
     epochs: int = 30
     batch_size: int = 32
     lr: float = 1e-2
     momentum: float = 0.9
     weight_decay: float = 5e-4
+    optimizer: str = "sgd"
+    warmup_epochs: int = 0
+    patience: int = 0
+    hflip: bool = False
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer {self.optimizer!r} not one of {list(OPTIMIZERS)}")
+        if self.epochs < 1 or self.batch_size < 2:
+            raise ValueError(
+                f"epochs must be >= 1 and batch_size >= 2, got {self.epochs}, {self.batch_size}"
+            )
+        if not 0 <= self.warmup_epochs < self.epochs or self.patience < 0:
+            raise ValueError(
+                f"warmup_epochs must lie in [0, epochs) and patience be >= 0, got "
+                f"{self.warmup_epochs}, {self.patience}"
+            )
 
 
 @dataclass(frozen=True)
 class FaceCatConfig:
     """Everything needed to rebuild a FaceCat detector (weights aside).
 
-    ``default_unet_weights`` names a UNet weights file shipped in ``facecat/data/fdm`` that
-    is loaded when no other weights are given (the embedded face diffusion model).
+    ``fusion`` is "strided" (release) or "pooling" (paper Eq. 9); ``head`` is "resnet18"
+    (the paper's) or "conv" (a small head for few training images, see
+    :class:`facecat.head.ConvHead`). ``default_unet_weights`` names a UNet weights file
+    shipped in ``facecat/data/fdm`` that is loaded when no other weights are given (the
+    embedded face diffusion model).
     """
 
     name: str
@@ -71,6 +107,7 @@ class FaceCatConfig:
     features: FeatureConfig
     diffusion_steps: int = 1000
     fusion: str = "strided"
+    head: str = "resnet18"
     text_guided: bool = True
     text: TextConfig = field(default_factory=TextConfig)
     loss: LossConfig = field(default_factory=LossConfig)

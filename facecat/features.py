@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from facecat.diffusion import GaussianDiffusion
@@ -25,12 +26,16 @@ class FeatureConfig:
         noise_seed: seed of the shared noise; the same noise is used for every image, so
             features are a deterministic function of the image.
         compute_dtype: "float32", "float16" or "bfloat16" (autocast; GroupNorm stays fp32).
+        pool: average-pool every block larger than ``pool`` pixels down to ``pool`` x ``pool``
+            as it is read (0: keep each block's own resolution, as the paper does). Pooling
+            early keeps the cache and the head of high-resolution blocks small.
     """
 
     timesteps: tuple[int, ...] = (50,)
     blocks: tuple[int, ...] = (5, 6, 7, 8, 12)
     noise_seed: int = 0
     compute_dtype: str = "float32"
+    pool: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "timesteps", tuple(int(t) for t in self.timesteps))
@@ -39,6 +44,8 @@ class FeatureConfig:
             raise ValueError("features need at least one timestep and one block")
         if self.compute_dtype not in DTYPES:
             raise ValueError(f"compute_dtype {self.compute_dtype!r} not one of {sorted(DTYPES)}")
+        if self.pool < 0:
+            raise ValueError(f"pool must be 0 (off) or a positive size, got {self.pool}")
 
     def to_dict(self) -> dict:
         return {
@@ -46,6 +53,7 @@ class FeatureConfig:
             "blocks": list(self.blocks),
             "noise_seed": self.noise_seed,
             "compute_dtype": self.compute_dtype,
+            "pool": self.pool,
         }
 
 
@@ -74,6 +82,13 @@ class DiffusionFeatureExtractor(nn.Module):
             raise ValueError(
                 f"timesteps {list(config.timesteps)} outside [0, {diffusion.steps - 1}]"
             )
+        pool = config.pool
+        for block in config.blocks:
+            resolution = decoder_block_shapes(unet.config)[block].resolution
+            if pool and resolution > pool and resolution % pool:
+                raise ValueError(
+                    f"feature pool {pool} does not divide block {block}'s resolution {resolution}"
+                )
         self.unet = unet.eval().requires_grad_(False)
         self.diffusion = diffusion
         self.config = config
@@ -112,8 +127,13 @@ class DiffusionFeatureExtractor(nn.Module):
         shapes = decoder_block_shapes(self.unet.config)
         steps = len(self.config.timesteps)
         return [
-            BlockShape(shapes[b].channels * steps, shapes[b].resolution) for b in self.config.blocks
+            BlockShape(shapes[b].channels * steps, self._pooled(shapes[b].resolution))
+            for b in self.config.blocks
         ]
+
+    def _pooled(self, resolution: int) -> int:
+        pool = self.config.pool
+        return pool if pool and resolution > pool else resolution
 
     def shared_noise(self, channels: int, size: int, device: torch.device) -> Tensor:
         """The seeded noise used for every image, one draw per timestep.
@@ -133,7 +153,8 @@ class DiffusionFeatureExtractor(nn.Module):
             differentiable: keep the autograd graph from the features back to ``images``.
 
         Returns:
-            One float32 tensor per configured block, (B, C_b * T, H_b, W_b).
+            One float32 tensor per configured block, (B, C_b * T, H_b, W_b) (H_b, W_b at most
+            ``config.pool`` when it is set).
         """
         size = self.unet.config.image_size
         if images.ndim != 4 or images.shape[1:] != (3, size, size):
@@ -156,6 +177,9 @@ class DiffusionFeatureExtractor(nn.Module):
                 with _autocast(device, dtype):
                     activations = self._decoder(xt, t, self.config.blocks)
                 for block, activation in activations.items():
+                    size_out = self._pooled(activation.shape[-1])
+                    if size_out < activation.shape[-1]:
+                        activation = F.avg_pool2d(activation, activation.shape[-1] // size_out)
                     per_block[block].append(activation.float().contiguous())
         return [torch.cat(per_block[b], dim=1) for b in self.config.blocks]
 

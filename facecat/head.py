@@ -1,7 +1,14 @@
-"""Lightweight head: conv to 64 channels, ResNet-18 layer1..layer4, global pooling."""
+"""Heads that map fused diffusion features to an image embedding.
+
+* ``resnet18`` (the paper): conv to 64 channels, ResNet-18 layer1..layer4, global pooling.
+* ``conv`` (the embedded configuration): feature standardisation, a 1x1 reduction and two
+  strided 3x3 convolutions, global pooling; about 0.2M parameters, sized for ~1,000 training
+  images.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -72,3 +79,70 @@ class EmbeddingHead(nn.Module):
 
 
 _LAYERS = ("layer1", "layer2", "layer3", "layer4")
+
+
+def _conv_bn_relu(in_channels: int, out_channels: int, kernel: int, stride: int) -> list[nn.Module]:
+    return [
+        nn.Conv2d(in_channels, out_channels, kernel, stride, kernel // 2, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    ]
+
+
+class ConvHead(nn.Module):
+    """A small convolutional head for few training images.
+
+    BatchNorm without affine parameters standardises every feature channel with running
+    training statistics (the features of different blocks and timesteps differ in scale by
+    orders of magnitude), channel dropout, a 1x1 reduction to ``width`` channels, two strided
+    3x3 conv + BN + ReLU stages (``width``, then ``2 * width`` channels), global average
+    pooling, dropout and a linear projection to the embedding.
+
+    Args:
+        in_channels: channels of the fused feature map.
+        embed_dim: output dimension.
+        width: channels after the 1x1 reduction.
+
+    Shape:
+        (B, in_channels, R, R) -> (B, embed_dim)
+    """
+
+    def __init__(self, in_channels: int, embed_dim: int = 512, width: int = 64) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.BatchNorm2d(in_channels, affine=False),
+            nn.Dropout2d(0.1),
+            *_conv_bn_relu(in_channels, width, 1, 1),
+            *_conv_bn_relu(width, width, 3, 2),
+            *_conv_bn_relu(width, 2 * width, 3, 2),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Dropout(0.3),
+            nn.Linear(2 * width, embed_dim),
+        )
+        self.embed_dim = embed_dim
+
+    def forward(self, fused: Tensor) -> Tensor:
+        return self.body(fused)
+
+
+HEADS: dict[str, Callable[[int, int], nn.Module]] = {
+    "resnet18": EmbeddingHead,
+    "conv": ConvHead,
+}
+
+
+def create_head(name: str, in_channels: int, embed_dim: int) -> nn.Module:
+    """Build the named head.
+
+    Args:
+        name: "resnet18" (the paper's) or "conv" (the embedded configuration's).
+        in_channels: channels of the fused feature map.
+        embed_dim: embedding dimension.
+
+    Returns:
+        A module mapping (B, in_channels, R, R) to (B, embed_dim).
+    """
+    if name not in HEADS:
+        raise ValueError(f"unknown head {name!r}; available: {sorted(HEADS)}")
+    return HEADS[name](in_channels, embed_dim)

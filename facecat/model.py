@@ -17,7 +17,7 @@ from facecat.config import FaceCatConfig
 from facecat.diffusion import GaussianDiffusion
 from facecat.features import DiffusionFeatureExtractor, unflatten_features
 from facecat.fusion import create_fusion
-from facecat.head import EmbeddingHead
+from facecat.head import EmbeddingHead, create_head
 from facecat.manifest import check_image_batch
 from facecat.registry import pick_device, register_kind
 from facecat.text import class_weights, cosine_logits, create_text_encoder, load_prompt_set
@@ -65,7 +65,7 @@ class FaceCat(nn.Module):
             embed_dim = 512
             self.class_weights = None
             self.classifier = nn.Linear(embed_dim, 2)
-        self.head = EmbeddingHead(self.fusion.out_channels, embed_dim)
+        self.head = create_head(config.head, self.fusion.out_channels, embed_dim)
 
     @property
     def name(self) -> str:
@@ -213,6 +213,11 @@ class FaceCatKind:
             load_strict(detector.extractor.unet, state, source=f"{source} (config {cfg.name})")
         detector.backbone_source = str(source)
         if resnet_weights is not None:
+            if not isinstance(detector.head, EmbeddingHead):
+                raise ValueError(
+                    f"resnet_weights: config {cfg.name} uses the {cfg.head!r} head; ImageNet "
+                    "ResNet-18 weights only fit the 'resnet18' head"
+                )
             detector.head.load_resnet18(resnet_weights)
         return detector.to(target)
 

@@ -130,3 +130,36 @@ def plot_per_type(per_type: pd.DataFrame, path: str | Path, *, title: str) -> Pa
     axis.set(xlabel="", ylabel="", title=title)
     figure.tight_layout()
     return _save(figure, path)
+
+
+def plot_feature_probe(probe: pd.DataFrame, path: str | Path, *, title: str) -> Path:
+    """Heat maps of linear-probe dev AUC per timestep (rows) and decoder block (columns),
+    one panel per backbone; the chosen cell of each panel is outlined.
+
+    Args:
+        probe: rows with ``backbone``, ``timestep``, ``block``, ``dev_auc`` and ``chosen``.
+        path: output PNG.
+        title: figure title.
+    """
+    backbones = list(dict.fromkeys(probe["backbone"]))
+    blocks = probe["block"].nunique()
+    figure, axes = plt.subplots(
+        1,
+        len(backbones),
+        figsize=(0.7 * blocks * len(backbones) + 2, 0.5 * probe["timestep"].nunique() + 2.2),
+        squeeze=False,
+    )
+    for axis, backbone in zip(axes[0], backbones, strict=True):
+        part = probe[probe["backbone"] == backbone]
+        grid = part.pivot(index="timestep", columns="block", values="dev_auc")
+        sns.heatmap(
+            grid, annot=True, fmt=".2f", vmin=0.5, vmax=1, cmap="viridis", cbar=False, ax=axis
+        )
+        chosen = part[part["chosen"]].iloc[0]
+        row = list(grid.index).index(chosen["timestep"])
+        column = list(grid.columns).index(chosen["block"])
+        axis.add_patch(plt.Rectangle((column, row), 1, 1, fill=False, edgecolor="red", lw=2))
+        axis.set(xlabel="decoder block", ylabel="timestep", title=f"{backbone} backbone")
+    figure.suptitle(title)
+    figure.tight_layout()
+    return _save(figure, path)

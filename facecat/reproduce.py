@@ -26,7 +26,9 @@ from facecat.adversarial_faces import protocol_generators
 from facecat.checkpoints import CheckpointError, atomic_write
 from facecat.config import merge, read_config_dict
 from facecat.evaluate import evaluate_detector
-from facecat.manifest import Manifest
+from facecat.headline import family_auc, paired_auc_differences
+from facecat.manifest import Manifest, read_manifest
+from facecat.probe import PROBE_NAME, TRAINED_BACKBONE, run_feature_probe
 from facecat.protocol import EmbeddedProtocol, build_embedded, counts, default_cache_dir
 from facecat.registry import create_detector, load_detector
 from facecat.train import CHECKPOINT_NAME
@@ -39,6 +41,11 @@ PER_TYPE_NAME = "embedded_per_type_apcer.csv"
 SCORES_NAME = "embedded_scores.csv"
 COUNTS_NAME = "embedded_protocol_counts.csv"
 ABLATION_NAME = "embedded_blocks_ablation.csv"
+PROBE_PLOT_NAME = "embedded_feature_probe.png"
+FAMILY_NAME = "embedded_family_auc.csv"
+DIFFERENCES_NAME = "embedded_auc_differences.csv"
+SEEDS_NAME = "embedded_seeds.csv"
+SEEDS_SUMMARY_NAME = "embedded_seeds_summary.csv"
 
 
 @dataclass(frozen=True)
@@ -228,10 +235,17 @@ def run_main_job(
         n_boot=n_boot,
         progress=progress,
     )
+    labels = list(result.table["detector"])
+    families = family_auc(result.scores, n_boot=n_boot, seed=seed)
+    differences = paired_auc_differences(
+        result.scores, labels[0], labels[1:], n_boot=n_boot, seed=seed
+    )
     for name, table in (
         (COMPARISON_NAME, result.table),
         (PER_TYPE_NAME, result.per_type),
         (SCORES_NAME, result.scores),
+        (FAMILY_NAME, families),
+        (DIFFERENCES_NAME, differences),
     ):
         atomic_write(out_dir / name, lambda tmp, t=table: t.to_csv(tmp, index=False))
     title = "embedded protocol P1 (28 types), test split"
@@ -240,6 +254,77 @@ def run_main_job(
     plots.plot_per_type(result.per_type, out_dir / "embedded_per_type_apcer.png", title=title)
     report(f"wrote tables and plots to {out_dir}")
     return result.table
+
+
+def run_seed_study(
+    seeds: tuple[int, ...],
+    out_dir: str | Path = "results",
+    *,
+    variants: tuple[Variant, ...] = (VARIANTS[0], VARIANTS[-1]),
+    cache_dir: str | Path | None = None,
+    bona_fide: str | Path | None = None,
+    epochs: int | None = None,
+    device: str | torch.device = "cpu",
+    n_boot: int = 1000,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Training-seed spread: every variant trained once per seed on the same protocol 1.
+
+    The protocol is built with seed 0 (the main job's); only head initialisation and batch
+    order change, so seed 0 reuses the main job's runs. Per seed the first variant's test AUC
+    is compared with every other's by a paired bootstrap.
+
+    Writes ``embedded_seeds.csv`` (one row per variant and seed) and
+    ``embedded_seeds_summary.csv`` (mean, standard deviation, min and max per variant).
+
+    Returns:
+        The per-seed table.
+    """
+    report = Progress()
+    out_dir = Path(out_dir)
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    protocol = embedded_p1(cache_dir, seed=0, bona_fide=bona_fide, device=device)
+    manifest = protocol.p1()
+    rows = []
+    for seed in seeds:
+        result = compare_variants(
+            protocol,
+            manifest,
+            variants,
+            cache_dir=cache_dir,
+            report=report,
+            epochs=epochs,
+            seed=seed,
+            device=device,
+            n_boot=n_boot,
+            progress=progress,
+        )
+        labels = list(result.table["detector"])
+        differences = paired_auc_differences(
+            result.scores, labels[0], labels[1:], n_boot=n_boot, seed=seed
+        )
+        overall = differences[differences["family"] == "all"].set_index("versus")
+        for _, row in result.table.iterrows():
+            record = {"seed": seed, "detector": row["detector"], "dev_eer": row["dev_eer"]}
+            record |= {m: row[m] for m in ("auc", "eer", "acer", "bpcer", "apcer_max")}
+            if row["detector"] in overall.index:
+                versus = overall.loc[row["detector"]]
+                record["reference"] = labels[0]
+                record["reference_auc_minus_this"] = versus["auc_difference"]
+                record["difference_ci_low"] = versus["ci_low"]
+                record["difference_ci_high"] = versus["ci_high"]
+            rows.append(record)
+    table = pd.DataFrame(rows)
+    summary = (
+        table.groupby("detector", sort=False)[["dev_eer", "auc", "eer", "acer"]]
+        .agg(["mean", "std", "min", "max"])
+        .reset_index()
+    )
+    summary.columns = ["_".join(c).strip("_") for c in summary.columns]
+    atomic_write(out_dir / SEEDS_NAME, lambda tmp: table.to_csv(tmp, index=False))
+    atomic_write(out_dir / SEEDS_SUMMARY_NAME, lambda tmp: summary.to_csv(tmp, index=False))
+    report(f"wrote {out_dir / SEEDS_NAME} and {out_dir / SEEDS_SUMMARY_NAME}")
+    return table
 
 
 def run_block_ablation(
@@ -304,6 +389,64 @@ def run_block_ablation(
         title=f"{config}: decoder blocks read (test split)",
     )
     report(f"wrote {out_dir / ABLATION_NAME}")
+    return table
+
+
+def run_probe_job(
+    out_dir: str | Path = "results",
+    *,
+    manifest: str | Path | None = None,
+    config: str = "facecat-small",
+    timesteps: tuple[int, ...] = (1, 10, 50, 150, 300),
+    pool: int = 8,
+    backbones: tuple[str, ...] = (TRAINED_BACKBONE, "random"),
+    cache_dir: str | Path | None = None,
+    bona_fide: str | Path | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    n_boot: int = 200,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Linear probes per timestep x decoder block (see :mod:`facecat.probe`).
+
+    Writes ``embedded_feature_probe.csv`` and its heat map to ``out_dir``.
+
+    Args:
+        out_dir: where the CSV and PNG go.
+        manifest: a manifest with train, dev and test splits; default: the embedded
+            protocol 1 (built or reused).
+        config, timesteps, pool, backbones: as :func:`facecat.probe.run_feature_probe`.
+        cache_dir, bona_fide, seed, device, n_boot, progress: as :func:`run_main_job`.
+
+    Returns:
+        The probe table.
+    """
+    report = Progress()
+    out_dir = Path(out_dir)
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if manifest is None:
+        data = embedded_p1(cache_dir, seed=seed, bona_fide=bona_fide, device=device).p1()
+    else:
+        data = read_manifest(manifest)
+    report(f"probing {config}: timesteps {list(timesteps)}, backbones {list(backbones)}")
+    table = run_feature_probe(
+        data,
+        config=config,
+        timesteps=timesteps,
+        pool=pool,
+        backbones=backbones,
+        cache_dir=cache_dir / "features",
+        device=device,
+        n_boot=n_boot,
+        progress=progress,
+    )
+    atomic_write(out_dir / PROBE_NAME, lambda tmp: table.to_csv(tmp, index=False))
+    plots.plot_feature_probe(
+        table,
+        out_dir / PROBE_PLOT_NAME,
+        title=f"{config}: linear-probe dev AUC (features pooled to {pool}x{pool})",
+    )
+    report(f"wrote {out_dir / PROBE_NAME}")
     return table
 
 

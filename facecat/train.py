@@ -241,13 +241,8 @@ def train_facecat(
 
     head = TrainableHead(detector)
     model = head.parts
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=config.lr,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-    )
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    optimizer = make_optimizer(model, config)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(lr_factor, config=config))
     world = current_world()
     shares = world.size if world.distributed else shares
     if shares < 1:
@@ -268,8 +263,11 @@ def train_facecat(
         step_module = head
     loss_cfg = detector.config.loss
 
-    def share_loss(idx: np.ndarray, epoch: int) -> Tensor:
-        logits, embeddings = step_module(train_source.features(idx))
+    def share_loss(idx: np.ndarray, epoch: int, flips: Tensor) -> Tensor:
+        features = train_source.features(idx)
+        if config.hflip:
+            features = mirror(features, flips[idx].to(device))
+        logits, embeddings = step_module(features)
         loss = facecat_loss(
             logits,
             embeddings,
@@ -287,10 +285,13 @@ def train_facecat(
         return loss
 
     for epoch in range(state["epoch"] + 1, config.epochs + 1):
+        if config.patience and epoch - 1 - state["best_epoch"] >= config.patience:
+            log.info("dev EER has not improved for %d epochs: stopping", config.patience)
+            break
         model.train()
-        order = torch.randperm(
-            len(train), generator=torch.Generator().manual_seed(seed * 100_003 + epoch)
-        ).numpy()
+        generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        order = torch.randperm(len(train), generator=generator).numpy()
+        flips = torch.rand(len(train), generator=generator) < 0.5
         losses = []
         bar = tqdm(
             list(_batches(len(train), config.batch_size, order)),
@@ -304,13 +305,14 @@ def train_facecat(
                 continue
             optimizer.zero_grad(set_to_none=True)
             if world.distributed:
-                loss = share_loss(parts[world.rank], epoch)
+                loss = share_loss(parts[world.rank], epoch, flips)
                 loss.backward()  # DDP averages the gradients over the processes
                 for buffer in float_buffers(model):
                     buffer.copy_(mean_over_ranks(buffer, world))
                 losses.append(mean_over_ranks(loss.detach(), world).item())
             else:
-                losses.append(accumulate_shares(model, parts, partial(share_loss, epoch=epoch)))
+                step_loss = partial(share_loss, epoch=epoch, flips=flips)
+                losses.append(accumulate_shares(model, parts, step_loss))
             optimizer.step()
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
         scheduler.step()
@@ -331,6 +333,39 @@ def train_facecat(
         len(train),
         len(dev),
     )
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """The configured optimiser over ``model``'s parameters."""
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(
+        model.parameters(),
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+    )
+
+
+def lr_factor(epoch: int, config: TrainConfig) -> float:
+    """Learning-rate multiplier of an epoch (0-based): linear warm-up, then cosine to 0.
+
+    Without warm-up this is the cosine schedule ``(1 + cos(pi * epoch / epochs)) / 2``.
+    """
+    warmup = config.warmup_epochs
+    if epoch < warmup:
+        return (epoch + 1) / (warmup + 1)
+    return 0.5 * (1 + math.cos(math.pi * (epoch - warmup) / (config.epochs - warmup)))
+
+
+def mirror(features: list[Tensor], flips: Tensor) -> list[Tensor]:
+    """Mirror the feature maps of the samples where ``flips`` is true (horizontal flip).
+
+    Shape:
+        list of (B, C, H, W), flips (B,) bool -> list of (B, C, H, W)
+    """
+    mask = flips[:, None, None, None]
+    return [torch.where(mask, f.flip(-1), f) for f in features]
 
 
 def accumulate_shares(
