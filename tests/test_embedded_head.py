@@ -107,10 +107,10 @@ def test_mirror_flips_only_the_selected_samples() -> None:
         torch.testing.assert_close(after[1], before[1])
 
 
-def test_embedded_recipe_learns_on_the_lfw_demo(splits, tmp_path) -> None:
+def _train_embedded_recipe(splits, tmp_path, **train):
     detector = create_detector("facecat-tiny", **EMBEDDED_RECIPE)
-    config = TrainConfig(epochs=12, batch_size=16, warmup_epochs=2, **RECIPE_TRAIN)
-    result = train_facecat(
+    config = TrainConfig(batch_size=16, **(RECIPE_TRAIN | train))
+    return train_facecat(
         detector,
         *splits,
         tmp_path / "run",
@@ -118,27 +118,16 @@ def test_embedded_recipe_learns_on_the_lfw_demo(splits, tmp_path) -> None:
         cache_dir=tmp_path / "cache",
         progress=False,
     )
+
+
+def test_embedded_recipe_learns_on_the_lfw_demo(splits, tmp_path) -> None:
+    result = _train_embedded_recipe(splits, tmp_path, epochs=12, warmup_epochs=2)
     assert result.history["dev_auc"].max() > 0.9
     assert result.history["train_loss"].iloc[-1] < result.history["train_loss"].iloc[0]
 
 
 def test_patience_stops_when_dev_stops_improving(splits, tmp_path) -> None:
-    detector = create_detector("facecat-tiny", **EMBEDDED_RECIPE)
-    config = TrainConfig(
-        epochs=20,
-        batch_size=16,
-        patience=2,
-        lr=1e-9,
-        **{k: v for k, v in RECIPE_TRAIN.items() if k != "lr"},
-    )
-    result = train_facecat(
-        detector,
-        *splits,
-        tmp_path / "run",
-        config=config,
-        cache_dir=tmp_path / "cache",
-        progress=False,
-    )
+    result = _train_embedded_recipe(splits, tmp_path, epochs=20, patience=2, lr=1e-9)
     history = result.history
     assert len(history) < 20
     assert len(history) == result.best_epoch + 2
