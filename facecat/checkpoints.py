@@ -136,7 +136,8 @@ def save_training_state(
     Args:
         path: the checkpoint file.
         run_key: digest of everything that defines the run (config, data, seed, ...).
-        state: ``epoch``, ``best_epoch``, ``best_eer``, ``best_model`` (a state dict or None)
+        state: ``epoch``, ``best_epoch``, ``best_eer``, ``best_threshold`` (dev EER threshold
+            of the best epoch), ``best_model`` (a state dict or None)
             and ``history`` (a list of JSON-serialisable dicts).
         model: the trained module.
         optimizer: its optimiser.
@@ -147,6 +148,7 @@ def save_training_state(
         "epoch": state["epoch"],
         "best_epoch": state["best_epoch"],
         "best_eer": state["best_eer"],
+        "best_threshold": state.get("best_threshold"),
         "best_model": state["best_model"],
         "history": json.dumps(state["history"]),
         "model": model.state_dict(),
@@ -206,6 +208,7 @@ def load_training_state(
         "epoch": payload["epoch"],
         "best_epoch": payload["best_epoch"],
         "best_eer": payload["best_eer"],
+        "best_threshold": payload.get("best_threshold"),  # absent in older checkpoints
         "best_model": payload["best_model"],
         "history": json.loads(payload["history"]),
     }

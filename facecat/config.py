@@ -65,6 +65,9 @@ class TrainConfig:
         patience: stop when the dev EER has not improved for this many epochs (0: never).
         hflip: mirror the cached feature maps of a random half of every batch (the cached
             counterpart of horizontal-flip augmentation).
+        jpeg_copies: add this many JPEG re-encodings of every training image to the
+            training set (:func:`facecat.augment.jpeg_copies`; 0: none).
+        jpeg_quality: inclusive range the copies' JPEG quality is drawn from.
     """
 
     epochs: int = 30
@@ -76,8 +79,18 @@ class TrainConfig:
     warmup_epochs: int = 0
     patience: int = 0
     hflip: bool = False
+    jpeg_copies: int = 0
+    jpeg_quality: tuple[int, int] = (10, 50)
 
     def __post_init__(self) -> None:
+        quality = self.jpeg_quality
+        quality = tuple(quality) if isinstance(quality, list | tuple) else (quality,)
+        object.__setattr__(self, "jpeg_quality", quality)
+        if len(quality) != 2 or not 1 <= quality[0] <= quality[1] <= 95 or self.jpeg_copies < 0:
+            raise ValueError(
+                f"jpeg_copies must be >= 0 and jpeg_quality a range [low, high] with "
+                f"1 <= low <= high <= 95, got {self.jpeg_copies}, {list(self.jpeg_quality)}"
+            )
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer {self.optimizer!r} not one of {list(OPTIMIZERS)}")
         if self.epochs < 1 or self.batch_size < 2:

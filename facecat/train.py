@@ -28,6 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from facecat import metrics
+from facecat.augment import jpeg_copies
 from facecat.cache import FeatureCache, ImageFiles, feature_key
 from facecat.checkpoints import atomic_write, load_training_state, save_training_state
 from facecat.config import TrainConfig
@@ -156,6 +157,7 @@ def _run_key(
         "features": feature_key(detector.extractor, detector.backbone_digest()),
         "train_data": train.digest(),
         "dev_data": dev.digest(),
+        "random_state": "seeded per share",  # dropout no longer follows the global state
     }
     if shares != 1:  # one share keeps the keys of runs made before shares existed
         description["shares"] = shares
@@ -216,10 +218,12 @@ def train_facecat(
             )
     detector.to(device)
     size = detector.image_size
-    train_images = ImageFiles(train.paths, size)
+    cache_root = Path(cache_dir or out_dir / "feature-cache")
+    train_paths, train_labels = training_images(train, config, cache_root, size, seed)
+    train_images = ImageFiles(train_paths, size)
     dev_images = ImageFiles(dev.paths, size)
     if use_cache:
-        cache = FeatureCache(cache_dir or out_dir / "feature-cache")
+        cache = FeatureCache(cache_root)
         digest = detector.backbone_digest()
 
         def cached(images: ImageFiles) -> np.ndarray:
@@ -237,7 +241,6 @@ def train_facecat(
         train_rows = dev_rows = None
     train_source = FeatureSource(train_rows, train_images, detector, device)
     dev_source = FeatureSource(dev_rows, dev_images, detector, device)
-    train_labels = torch.tensor(train.labels, dtype=torch.long)
 
     head = TrainableHead(detector)
     model = head.parts
@@ -263,11 +266,15 @@ def train_facecat(
         step_module = head
     loss_cfg = detector.config.loss
 
-    def share_loss(idx: np.ndarray, epoch: int, flips: Tensor) -> Tensor:
+    rng_devices = [device] if device.type == "cuda" else []
+
+    def share_loss(idx: np.ndarray, share: int, epoch: int, step: int, flips: Tensor) -> Tensor:
         features = train_source.features(idx)
         if config.hflip:
             features = mirror(features, flips[idx].to(device))
-        logits, embeddings = step_module(features)
+        with torch.random.fork_rng(devices=rng_devices):
+            torch.manual_seed(share_seed(seed, epoch, step, share))
+            logits, embeddings = step_module(features)
         loss = facecat_loss(
             logits,
             embeddings,
@@ -280,7 +287,7 @@ def train_facecat(
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"non-finite loss at epoch {epoch} on samples {idx[:5].tolist()}... "
-                f"(first file: {train.paths[int(idx[0])]})"
+                f"(first file: {train_paths[int(idx[0])]})"
             )
         return loss
 
@@ -290,28 +297,28 @@ def train_facecat(
             break
         model.train()
         generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        order = torch.randperm(len(train), generator=generator).numpy()
-        flips = torch.rand(len(train), generator=generator) < 0.5
+        order = torch.randperm(len(train_images), generator=generator).numpy()
+        flips = torch.rand(len(train_images), generator=generator) < 0.5
         losses = []
         bar = tqdm(
-            list(_batches(len(train), config.batch_size, order)),
+            list(_batches(len(train_images), config.batch_size, order)),
             desc=f"epoch {epoch}/{config.epochs}",
             unit="batch",
             disable=not progress or not world.is_main,
         )
-        for idx in bar:
+        for step, idx in enumerate(bar):
             parts = np.array_split(idx, shares)
             if min(len(part) for part in parts) < 2:  # BatchNorm needs two samples per share
                 continue
             optimizer.zero_grad(set_to_none=True)
             if world.distributed:
-                loss = share_loss(parts[world.rank], epoch, flips)
+                loss = share_loss(parts[world.rank], world.rank, epoch, step, flips)
                 loss.backward()  # DDP averages the gradients over the processes
                 for buffer in float_buffers(model):
                     buffer.copy_(mean_over_ranks(buffer, world))
                 losses.append(mean_over_ranks(loss.detach(), world).item())
             else:
-                step_loss = partial(share_loss, epoch=epoch, flips=flips)
+                step_loss = partial(share_loss, epoch=epoch, step=step, flips=flips)
                 losses.append(accumulate_shares(model, parts, step_loss))
             optimizer.step()
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
@@ -330,9 +337,39 @@ def train_facecat(
         state,
         out_dir,
         {"train_config": config.__dict__, "seed": seed, "shares": shares},
-        len(train),
+        len(train_images),
         len(dev),
     )
+
+
+def training_images(
+    train: Manifest, config: TrainConfig, cache_root: Path, size: int, seed: int
+) -> tuple[list[Path], Tensor]:
+    """The training split's image files and labels, with the configured JPEG copies added.
+
+    The copies live in ``cache_root/jpeg-copies`` and carry their source's label.
+    """
+    paths = list(train.paths)
+    copies = jpeg_copies(
+        paths,
+        cache_root / "jpeg-copies",
+        copies=config.jpeg_copies,
+        quality=config.jpeg_quality,
+        size=size,
+        seed=seed,
+    )
+    labels = np.tile(train.labels, 1 + config.jpeg_copies)
+    return paths + copies, torch.tensor(labels, dtype=torch.long)
+
+
+def share_seed(seed: int, epoch: int, step: int, share: int) -> int:
+    """Seed of the random draws (dropout) of one share of one training step.
+
+    Training draws from its own seeded state, never from the global one, so a run gives the
+    same detector whatever ran before it in the process, and N processes draw what N shares
+    in one process draw.
+    """
+    return ((seed * 1_000_003 + epoch) * 100_003 + step) * 1_009 + share
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -369,7 +406,7 @@ def mirror(features: list[Tensor], flips: Tensor) -> list[Tensor]:
 
 
 def accumulate_shares(
-    model: nn.Module, parts: list[np.ndarray], share_loss: Callable[[np.ndarray], Tensor]
+    model: nn.Module, parts: list[np.ndarray], share_loss: Callable[[np.ndarray, int], Tensor]
 ) -> float:
     """Backpropagate a batch split into shares, as that many processes would.
 
@@ -380,7 +417,7 @@ def accumulate_shares(
     Args:
         model: the trained modules (its gradients accumulate).
         parts: the batch's sample indices, one array per share.
-        share_loss: loss of one share.
+        share_loss: loss of one share, given its sample indices and its share index.
 
     Returns:
         The mean loss over the shares.
@@ -389,10 +426,10 @@ def accumulate_shares(
     before = [b.clone() for b in buffers]
     after: list[list[Tensor]] = []
     total = 0.0
-    for part in parts:
+    for share, part in enumerate(parts):
         for buffer, start in zip(buffers, before, strict=True):
             buffer.copy_(start)
-        loss = share_loss(part)
+        loss = share_loss(part, share)
         (loss / len(parts)).backward()
         total += loss.item()
         after.append([b.clone() for b in buffers])
@@ -413,7 +450,7 @@ def record_epoch(
     optimizer: torch.optim.Optimizer,
 ) -> None:
     """Append an epoch's history row and keep the model if its dev EER is the lowest."""
-    dev_eer, _ = metrics.eer(dev_scores, dev_labels)
+    dev_eer, threshold = metrics.eer(dev_scores, dev_labels)
     dev_auc = metrics.auc(dev_scores, dev_labels)
     state["history"].append(
         {
@@ -428,6 +465,7 @@ def record_epoch(
         state.update(
             best_epoch=epoch,
             best_eer=dev_eer,
+            best_threshold=threshold,
             best_model={k: v.detach().clone() for k, v in model.state_dict().items()},
         )
     state["epoch"] = epoch
@@ -459,6 +497,7 @@ def finish_run(
             metadata={
                 "best_epoch": state["best_epoch"],
                 "best_dev_eer": state["best_eer"],
+                "dev_threshold": state.get("best_threshold"),
                 **metadata,
                 "train_samples": train_samples,
                 "dev_samples": dev_samples,

@@ -44,7 +44,7 @@ def test_one_share_is_an_ordinary_step() -> None:
     twin.load_state_dict(model.state_dict())
     data = torch.randn(8, 4)
 
-    def share_loss(idx: np.ndarray) -> torch.Tensor:
+    def share_loss(idx: np.ndarray, share: int) -> torch.Tensor:
         return model(data[torch.as_tensor(idx)]).square().mean()
 
     loss = accumulate_shares(model, [np.arange(8)], share_loss)
@@ -60,7 +60,7 @@ def test_two_shares_average_batchnorm_updates() -> None:
     torch.manual_seed(0)
     model = torch.nn.BatchNorm1d(2, momentum=0.5)
     data = torch.tensor([[0.0, 0.0], [2.0, 4.0], [10.0, 10.0], [12.0, 14.0]])
-    accumulate_shares(model, [np.arange(2), np.arange(2, 4)], lambda i: model(data[i]).sum())
+    accumulate_shares(model, [np.arange(2), np.arange(2, 4)], lambda i, _: model(data[i]).sum())
     # per-share batch means (1, 2) and (11, 12); each share updates 0 -> 0.5 * mean
     torch.testing.assert_close(model.running_mean, torch.tensor([3.0, 3.5]))
 

@@ -1,0 +1,76 @@
+"""JPEG copies of training images: content-addressed files, seeded qualities, training use."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from facecat import create_detector
+from facecat.augment import jpeg_copies
+from facecat.config import TrainConfig
+from facecat.manifest import load_image, read_manifest
+from facecat.registry import read_detector_header
+from facecat.train import train_facecat
+
+
+@pytest.fixture(scope="module")
+def train_split(lfw_manifest):
+    return read_manifest(lfw_manifest).split("train")
+
+
+def test_copies_are_jpegs_of_the_resized_source(train_split, tmp_path) -> None:
+    paths = train_split.paths[:3]
+    coarse = jpeg_copies(paths, tmp_path, copies=2, quality=(20, 20), size=32)
+    fine = jpeg_copies(paths, tmp_path, copies=1, quality=(90, 90), size=32)
+    assert len(coarse) == 6 and len(fine) == 3
+    assert coarse[:3] == coarse[3:]  # one quality: the second copy is the same file
+    for source, low, high in zip(paths, coarse[:3], fine, strict=True):
+        with Image.open(low) as image:
+            assert image.format == "JPEG" and image.size == (32, 32)
+        original = load_image(source, size=32)
+        errors = [(original - load_image(p, size=32)).abs().mean().item() for p in (low, high)]
+        assert 0 < errors[1] < errors[0]  # compressed, harder at the lower quality
+
+
+def test_qualities_follow_the_seed_and_files_are_reused(train_split, tmp_path) -> None:
+    paths = train_split.paths[:8]
+    first = jpeg_copies(paths, tmp_path, copies=1, quality=(5, 90), size=32, seed=3)
+    stamps = [p.stat().st_mtime_ns for p in first]
+    again = jpeg_copies(paths, tmp_path, copies=1, quality=(5, 90), size=32, seed=3)
+    assert again == first
+    assert [p.stat().st_mtime_ns for p in again] == stamps
+    other = jpeg_copies(paths, tmp_path, copies=1, quality=(5, 90), size=32, seed=4)
+    assert other != first
+    sizes = {len(p.read_bytes()) for p in first}
+    assert len(sizes) > 1  # different qualities give different files
+
+
+@pytest.mark.parametrize(
+    ("copies", "quality"), [(1, (0, 50)), (1, (60, 50)), (1, (10, 99)), (-1, (10, 50))]
+)
+def test_bad_settings_are_refused(train_split, tmp_path, copies, quality) -> None:
+    with pytest.raises(ValueError, match="jpeg"):
+        jpeg_copies(train_split.paths[:1], tmp_path, copies=copies, quality=quality, size=32)
+    with pytest.raises(ValueError, match="jpeg"):
+        TrainConfig(jpeg_copies=copies, jpeg_quality=quality)
+
+
+def test_training_adds_the_copies_to_the_train_split(lfw_manifest, tmp_path) -> None:
+    manifest = read_manifest(lfw_manifest)
+    train, dev = manifest.split("train"), manifest.split("dev")
+    detector = create_detector("facecat-tiny", text_guided=False, unet_weights="random")
+    config = TrainConfig(epochs=1, batch_size=16, jpeg_copies=1, jpeg_quality=(10, 30))
+    result = train_facecat(
+        detector, train, dev, tmp_path / "run", config=config, cache_dir=tmp_path / "cache",
+        progress=False,
+    )
+    assert read_detector_header(result.detector_path)["metadata"]["train_samples"] == 2 * len(
+        train
+    )
+    written = sorted((tmp_path / "cache" / "jpeg-copies").glob("*.jpg"))
+    assert len(written) == len(train)
+    assert all(Image.open(io.BytesIO(p.read_bytes())).format == "JPEG" for p in written)
+    assert np.isfinite(result.history["train_loss"]).all()
