@@ -68,6 +68,4 @@ def jpeg_copies(
 
 def _write_jpeg(image: torch.Tensor, target: Path, quality: int) -> None:
     array = (image.permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-    atomic_write(
-        target, lambda tmp: Image.fromarray(array).save(tmp, "JPEG", quality=quality)
-    )
+    atomic_write(target, lambda tmp: Image.fromarray(array).save(tmp, "JPEG", quality=quality))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,8 +31,8 @@ from facecat.config import ConfigError, FaceCatConfig, read_config_dict
 from facecat.crop import crop_faces
 from facecat.demo import write_lfw_manifest
 from facecat.distributed import join_process_group
-from facecat.evaluate import evaluate_detector, score_files
-from facecat.landmarks import LandmarkError
+from facecat.evaluate import evaluate_detector
+from facecat.landmarks import FaceDetector, LandmarkError
 from facecat.manifest import (
     ImageLoadError,
     ManifestError,
@@ -40,6 +41,7 @@ from facecat.manifest import (
     write_manifest,
 )
 from facecat.metrics import MetricsError
+from facecat.photo_decisions import decide_files
 from facecat.pretrain import PretrainConfig, pretrain_fdm
 from facecat.protocol import (
     ADVERSARIAL_TYPES,
@@ -62,7 +64,6 @@ from facecat.training import train_detector
 
 log = logging.getLogger("facecat")
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 USER_ERRORS = (
     CheckpointError,
     ConfigError,
@@ -144,33 +145,27 @@ def cmd_eval(args: argparse.Namespace) -> None:
     )
 
 
-def _image_paths(inputs: Sequence[str]) -> list[Path]:
-    paths: list[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            paths.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES))
-        elif path.is_file():
-            paths.append(path)
-        else:
-            raise FileNotFoundError(f"no such image or folder: {path}")
-    if not paths:
-        raise FileNotFoundError(f"no images found in {list(inputs)}")
-    return paths
-
-
-def cmd_score(args: argparse.Namespace) -> None:
-    detector = load_detector(args.detector, device=pick_device(args.device))
-    paths = _image_paths(args.images)
-    scores = score_files(
+def cmd_score(args: argparse.Namespace) -> int:
+    device = pick_device(args.device)
+    detector = load_detector(args.detector, device=device)
+    threshold = args.threshold
+    if threshold is None and "dev_threshold" not in getattr(detector, "file_metadata", {}):
+        threshold = math.nan
+        log.warning(
+            "%s records no dev-split threshold: P(real) only, no decisions (pass --threshold)",
+            args.detector,
+        )
+    table = decide_files(
         detector,
-        paths,
-        size=detector.image_size,
-        batch_size=args.batch_size,
-        device=pick_device(args.device),
-        resize=args.resize,
+        args.images,
+        threshold=threshold,
+        aligned=args.aligned,
+        largest=args.largest,
+        every_nth_frame=args.every_nth_frame,
+        face_detector=None if args.aligned else FaceDetector(device=str(device)),
+        device=device,
+        progress=not args.quiet and sys.stderr.isatty(),
     )
-    table = pd.DataFrame({"path": [str(p) for p in paths], "p_real": scores})
     text = (
         table.to_json(orient="records", indent=1)
         if args.format == "json"
@@ -180,6 +175,9 @@ def cmd_score(args: argparse.Namespace) -> None:
         atomic_write(Path(args.out), lambda tmp: tmp.write_text(text))
     else:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    for message in table.loc[table["error"] != "", "error"]:
+        print(f"facecat score: error: {message}", file=sys.stderr)
+    return 2 if (table["error"] != "").any() else 0
 
 
 def cmd_pretrain_fdm(args: argparse.Namespace) -> None:
@@ -491,14 +489,36 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default="cpu")
     evaluate.add_argument("--quiet", action="store_true")
 
-    score = add("score", cmd_score, "print P(real) for images or folders")
-    score.add_argument("--detector", required=True)
-    score.add_argument("images", nargs="+", help="image files or folders")
+    score = add(
+        "score",
+        cmd_score,
+        "detect and align the face in photographs or videos, print P(real) and the decision",
+    )
+    score.add_argument(
+        "--detector",
+        default="facecat-small",
+        help="shipped detector name or detector .safetensors file (default: facecat-small)",
+    )
+    score.add_argument("images", nargs="+", help="image or video files, or folders")
+    score.add_argument(
+        "--threshold",
+        type=float,
+        help="P(real) at or above which a face is bona fide (default: the detector's dev "
+        "threshold)",
+    )
+    score.add_argument(
+        "--aligned", action="store_true", help="inputs are aligned face crops: no face detection"
+    )
+    score.add_argument(
+        "--largest", action="store_true", help="score the largest face instead of refusing"
+    )
+    score.add_argument(
+        "--every-nth-frame", type=int, default=10, help="video frames scored: 0, n, 2n, ..."
+    )
     score.add_argument("--format", choices=("csv", "json"), default="csv")
     score.add_argument("--out", help="write to this file instead of stdout")
-    score.add_argument("--resize", choices=("resize", "center_crop", "error"), default="resize")
-    score.add_argument("--batch-size", type=int, default=64)
     score.add_argument("--device", default="cpu")
+    score.add_argument("--quiet", action="store_true", help="no progress bar")
 
     fdm = add(
         "pretrain-fdm",
@@ -682,18 +702,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; user errors print one line and exit with status 2."""
+    """Entry point; user errors print one line each and exit with status 2."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
-        args.handler(args)
+        status = args.handler(args)
     except USER_ERRORS as error:
         print(f"facecat {args.command}: error: {error}", file=sys.stderr)
         return 2
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

@@ -34,7 +34,17 @@ from facecat.checkpoints import atomic_write
 from facecat.landmarks import FaceDetector, align_face
 from facecat.manifest import MAX_PIXELS_ENV, ImageLoadError, default_max_pixels, load_image
 
-__all__ = ["CROPS_CSV", "CROP_COLUMNS", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "crop_faces"]
+__all__ = [
+    "CROPS_CSV",
+    "CROP_COLUMNS",
+    "IMAGE_SUFFIXES",
+    "VIDEO_SUFFIXES",
+    "crop_faces",
+    "expand_inputs",
+    "image_pixels",
+    "import_av",
+    "video_frames",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -84,9 +94,9 @@ def crop_faces(
             f"need size >= 1, scale > 0, every_nth_frame >= 1; got size={size}, "
             f"scale={scale}, every_nth_frame={every_nth_frame}"
         )
-    sources = _expand(inputs)
+    sources = expand_inputs(inputs)
     videos = [s for s in sources if s.suffix.lower() in VIDEO_SUFFIXES]
-    av = _import_av(videos[0]) if videos else None
+    av = import_av(videos[0]) if videos else None
     detector = FaceDetector() if detector is None else detector
     out_dir = Path(os.path.abspath(out_dir))
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -98,9 +108,9 @@ def crop_faces(
         stem = _unique_stem(source.stem, stems)
         frames: Iterable[tuple[int | None, np.ndarray]]
         if source.suffix.lower() in VIDEO_SUFFIXES:
-            frames = _video_frames(av, source, every_nth_frame)
+            frames = video_frames(av, source, every_nth_frame)
         else:
-            frames = [(None, _image_pixels(source))]
+            frames = [(None, image_pixels(source))]
         for index, pixels in frames:
             detection = detector.detect(pixels)
             if detection is None:
@@ -131,7 +141,7 @@ def crop_faces(
     return csv
 
 
-def _expand(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
+def expand_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
     """Input files, with folders replaced by their image and video files (sorted)."""
     known = IMAGE_SUFFIXES + VIDEO_SUFFIXES
     sources: list[Path] = []
@@ -159,13 +169,14 @@ def _unique_stem(stem: str, used: set[str]) -> str:
     return name
 
 
-def _image_pixels(path: Path) -> np.ndarray:
+def image_pixels(path: Path) -> np.ndarray:
     """An image as RGB uint8 (H, W, 3)."""
     image = load_image(path, size=None)
     return (image * 255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
 
 
-def _import_av(video: Path) -> ModuleType:
+def import_av(video: Path) -> ModuleType:
+    """PyAV, or an ImportError naming the package and the video that needs it."""
     try:
         import av
     except ImportError as error:
@@ -175,7 +186,7 @@ def _import_av(video: Path) -> ModuleType:
     return av
 
 
-def _video_frames(av: ModuleType, path: Path, every_nth: int) -> Iterator[tuple[int, np.ndarray]]:
+def video_frames(av: ModuleType, path: Path, every_nth: int) -> Iterator[tuple[int, np.ndarray]]:
     """Every ``every_nth`` decoded frame of a video as ``(index, RGB uint8 (H, W, 3))``."""
     try:
         with av.open(str(path)) as container:

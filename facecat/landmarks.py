@@ -78,18 +78,25 @@ class FaceDetector:
 
     def detect(self, image: np.ndarray) -> Detection | None:
         """Most confident face in an RGB uint8 image (H, W, 3), or None."""
+        faces = self.detect_all(image)
+        return faces[0] if faces else None
+
+    def detect_all(self, image: np.ndarray) -> list[Detection]:
+        """Every face MTCNN finds in an RGB uint8 image (H, W, 3), most confident first."""
         pil = Image.fromarray(image)
         if self.upsample > 1:
             pil = pil.resize((pil.width * self.upsample, pil.height * self.upsample), Image.BICUBIC)
         boxes, probs, points = self.mtcnn.detect(pil, landmarks=True)
         if boxes is None:
-            return None
-        best = int(np.argmax(probs))
-        return Detection(
-            box=boxes[best] / self.upsample,
-            probability=float(probs[best]),
-            landmarks=points[best].astype(np.float32) / self.upsample,
-        )
+            return []
+        return [
+            Detection(
+                box=boxes[i] / self.upsample,
+                probability=float(probs[i]),
+                landmarks=points[i].astype(np.float32) / self.upsample,
+            )
+            for i in np.argsort(-np.asarray(probs), kind="stable")
+        ]
 
 
 def similarity_transform(source: Tensor, target: Tensor) -> Tensor:

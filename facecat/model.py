@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from facecat.checkpoints import load_state_dict_file, load_strict, state_digest
+from facecat.checkpoints import CheckpointError, load_state_dict_file, load_strict, state_digest
 from facecat.config import FaceCatConfig
 from facecat.diffusion import GaussianDiffusion
 from facecat.features import DiffusionFeatureExtractor, unflatten_features
@@ -44,6 +44,9 @@ class FaceCat(nn.Module):
         >>> detector.scores(torch.rand(4, 3, 32, 32)).shape  # doctest: +SKIP
         torch.Size([4])
     """
+
+    #: State-dict prefix of the frozen diffusion UNet (left out of shipped detector files).
+    BACKBONE_PREFIX = "extractor.unet."
 
     def __init__(self, config: FaceCatConfig, class_weights: Tensor | None = None) -> None:
         super().__init__()
@@ -231,6 +234,15 @@ class FaceCatKind:
         """A detector rebuilt from a saved file's config and tensors (strict)."""
         cfg = FaceCatConfig.from_dict(config)
         detector = FaceCat(cfg, tensors.get("class_weights"))
+        source: str | Path = "file"
+        if not any(k.startswith(FaceCat.BACKBONE_PREFIX) for k in tensors):
+            source = _backbone_source(cfg, None)
+            if source == RANDOM_BACKBONE:
+                raise CheckpointError(
+                    f"the file holds no backbone weights and config {cfg.name} packages none"
+                )
+            backbone = load_state_dict_file(source, what=f"UNet weights for {cfg.name}")
+            tensors = {f"{FaceCat.BACKBONE_PREFIX}{k}": v for k, v in backbone.items()} | tensors
         load_strict(detector, tensors, source=f"detector tensors (config {cfg.name})")
-        detector.backbone_source = "file"
+        detector.backbone_source = str(source)
         return detector.to(pick_device(device))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -94,10 +95,29 @@ _OPTION_NAMES = {"unet_weights", "text_weights", "resnet_weights", "seed", "devi
 
 
 def save_detector(
-    detector: nn.Module, path: str | Path, *, metadata: dict[str, Any] | None = None
+    detector: nn.Module,
+    path: str | Path,
+    *,
+    metadata: dict[str, Any] | None = None,
+    omit_backbone: bool = False,
 ) -> None:
-    """Save a detector with its config in one safetensors file (written atomically)."""
-    tensors = {k: v.detach().cpu().contiguous() for k, v in detector.state_dict().items()}
+    """Save a detector with its config in one safetensors file (written atomically).
+
+    Args:
+        detector: the detector.
+        path: the file to write.
+        metadata: extra JSON-serialisable header fields (training provenance, threshold).
+        omit_backbone: leave out the frozen backbone's tensors (``BACKBONE_PREFIX`` of the
+            detector's class); loading then takes the weights its config packages and checks
+            them against the recorded ``backbone_sha256``.
+    """
+    state = detector.state_dict()
+    if omit_backbone:
+        prefix = getattr(detector, "BACKBONE_PREFIX", None)
+        if prefix is None:
+            raise ValueError(f"{type(detector).__name__} has no frozen backbone to omit")
+        state = {k: v for k, v in state.items() if not k.startswith(prefix)}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     header = {
         "format": FILE_FORMAT,
         "kind": detector.config.kind,
@@ -134,20 +154,54 @@ def load_detector(path: str | Path, **options: Any) -> nn.Module:
     """Load a detector saved by :func:`save_detector` (safetensors, no pickle).
 
     Args:
-        path: the detector file.
+        path: the detector file, or the name of a detector shipped with the package
+            (:func:`shipped_detectors`).
         **options: kind options, e.g. ``device=``.
 
     Returns:
-        The detector in eval mode.
+        The detector in eval mode; ``file_metadata`` holds the file's metadata header.
+
+    Raises:
+        CheckpointError: when the file is missing, unreadable, or its backbone weights do
+            not match the digest recorded when it was saved.
     """
+    path = resolve_detector_path(path)
     header = read_detector_header(path)
     tensors = safetensors.torch.load_file(str(path), device="cpu")
     try:
         detector = _kind(header["kind"]).restore(header["config"], tensors, **options)
     except CheckpointError as error:
         raise CheckpointError(f"{path}: {error}") from error
+    recorded = header["metadata"].get("backbone_sha256")
+    if recorded and hasattr(detector, "backbone_digest") and detector.backbone_digest() != recorded:
+        raise CheckpointError(
+            f"{path}: backbone weights have SHA-256 {detector.backbone_digest()[:12]}..., the "
+            f"file was trained on {recorded[:12]}...; the packaged weights changed since"
+        )
     detector.file_metadata = header["metadata"]
     return detector.eval()
+
+
+def shipped_detectors() -> dict[str, Path]:
+    """Trained detectors shipped in ``facecat/data/detectors``, by name."""
+    folder = Path(str(resources.files("facecat") / "data" / "detectors"))
+    return {p.stem: p for p in sorted(folder.glob("*.safetensors"))}
+
+
+def resolve_detector_path(path: str | Path) -> Path:
+    """``path`` itself when it is a file, else the shipped detector of that name."""
+    candidate = Path(path)
+    if candidate.is_file():
+        return candidate
+    shipped = shipped_detectors()
+    if str(path) in shipped:
+        return shipped[str(path)]
+    if candidate.suffix or len(candidate.parts) > 1:
+        raise CheckpointError(f"detector file not found: {candidate}")
+    raise CheckpointError(
+        f"no detector file {candidate} and no shipped detector of that name "
+        f"(shipped: {', '.join(shipped) or 'none'})"
+    )
 
 
 def pick_device(device: str | torch.device | None) -> torch.device:

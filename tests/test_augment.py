@@ -64,12 +64,15 @@ def test_training_adds_the_copies_to_the_train_split(lfw_manifest, tmp_path) -> 
     detector = create_detector("facecat-tiny", text_guided=False, unet_weights="random")
     config = TrainConfig(epochs=1, batch_size=16, jpeg_copies=1, jpeg_quality=(10, 30))
     result = train_facecat(
-        detector, train, dev, tmp_path / "run", config=config, cache_dir=tmp_path / "cache",
+        detector,
+        train,
+        dev,
+        tmp_path / "run",
+        config=config,
+        cache_dir=tmp_path / "cache",
         progress=False,
     )
-    assert read_detector_header(result.detector_path)["metadata"]["train_samples"] == 2 * len(
-        train
-    )
+    assert read_detector_header(result.detector_path)["metadata"]["train_samples"] == 2 * len(train)
     written = sorted((tmp_path / "cache" / "jpeg-copies").glob("*.jpg"))
     assert len(written) == len(train)
     assert all(Image.open(io.BytesIO(p.read_bytes())).format == "JPEG" for p in written)

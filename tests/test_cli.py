@@ -94,16 +94,19 @@ def test_eval_oracle_is_labelled(trained, lfw_manifest, tmp_path):
     assert pd.read_csv(out).iloc[0]["threshold_source"] == "oracle-test-acer"
 
 
-def test_score_prints_p_real_for_files_and_folders(trained, lfw_manifest, capsys):
+def test_score_prints_p_real_and_decision_for_files_and_folders(trained, lfw_manifest, capsys):
     folder = lfw_manifest.parent
-    assert main(["score", "--detector", str(trained), str(folder / "live_000.png")]) == 0
+    argv = ["score", "--aligned", "--detector", str(trained)]
+    assert main([*argv, str(folder / "live_000.png")]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0] == "path,p_real"
-    assert 0 <= float(lines[1].split(",")[1]) <= 1
-    assert main(["score", "--detector", str(trained), "--format", "json", str(folder)]) == 0
+    assert lines[0] == "path,frames,p_real,threshold,decision,frames_over_threshold,error"
+    row = dict(zip(lines[0].split(","), lines[1].split(","), strict=True))
+    assert 0 <= float(row["p_real"]) <= 1 and 0 <= float(row["threshold"]) <= 1
+    assert row["decision"] == ("bona fide" if row["p_real"] >= row["threshold"] else "attack")
+    assert main([*argv, "--format", "json", str(folder)]) == 0
     records = json.loads(capsys.readouterr().out)
     assert len(records) == 300
-    assert all(0 <= r["p_real"] <= 1 for r in records)
+    assert all(0 <= r["p_real"] <= 1 and r["decision"] for r in records)
 
 
 def test_info_shows_config_and_metadata(trained, capsys):

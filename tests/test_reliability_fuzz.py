@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import math
 import signal
 import string
@@ -238,10 +239,11 @@ def test_random_image_bytes_through_cli_score(scratch, detector_file, file):
     suffix, data = file
     image = scratch / f"random{suffix}"
     image.write_bytes(data)
-    code, out, err = _run_cli(["score", "--detector", str(detector_file), str(image)])
+    argv = ["score", "--aligned", "--threshold", "0.5", "--format", "json"]
+    code, out, err = _run_cli([*argv, "--detector", str(detector_file), str(image)])
     event(f"exit {code}")
     if code == 0:  # an intact (or harmlessly damaged) image gets a probability
-        assert 0 <= float(out.strip().splitlines()[1].split(",")[1]) <= 1
+        assert 0 <= json.loads(out)[0]["p_real"] <= 1
     else:
         assert code == 2 and "Traceback" not in err
         assert len(err.strip().splitlines()) == 1 and image.name in err

@@ -115,7 +115,7 @@ def test_exception_non_finite_scores_name_the_batch_and_file(lfw, tmp_path, caps
     assert str(manifest.paths[0]) in str(err.value)
     path = tmp_path / "poisoned.safetensors"
     save_detector(detector, path)
-    assert main(["score", "--detector", str(path), str(manifest.paths[0])]) == 2
+    assert main(["score", "--aligned", "--detector", str(path), str(manifest.paths[0])]) == 2
     err = capsys.readouterr().err
     assert "non-finite score" in err and manifest.paths[0].name in err and "Traceback" not in err
 
