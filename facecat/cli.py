@@ -58,6 +58,7 @@ from facecat.registry import (
     read_detector_header,
 )
 from facecat.reproduce import run_block_ablation, run_main_job, run_probe_job, run_seed_study
+from facecat.shipped import SHIPPED_DIR, ship_detectors, shipped_table
 from facecat.siw_mv2 import write_siw_mv2_manifest
 from facecat.text import TextEncoderError
 from facecat.training import train_detector
@@ -81,8 +82,29 @@ USER_ERRORS = (
 
 
 def cmd_models(args: argparse.Namespace) -> None:
+    print("detector configs (create_detector(name), facecat train --model name):")
     for name in list_detectors():
-        print(f"{name:20s} {read_config_dict(name).get('description', '')}")
+        print(f"  {name:20s} {read_config_dict(name).get('description', '')}")
+    print("shipped trained detectors (load_detector(name), facecat score --detector name):")
+    table = shipped_table()
+    for row in table.itertuples():
+        print(
+            f"  {row.name:20s} {row.kind}, dev threshold {row.dev_threshold:.4f}, trained on "
+            f"{row.protocol} (seed {row.seed}, commit {str(row.git_commit)[:12]})"
+        )
+    if table.empty:
+        print("  none")
+
+
+def cmd_ship_detectors(args: argparse.Namespace) -> None:
+    for path in ship_detectors(
+        args.out,
+        cache_dir=args.cache_dir,
+        seed=args.seed,
+        device=pick_device(args.device),
+        progress=not args.quiet,
+    ):
+        print(f"wrote {path}")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -443,7 +465,18 @@ def build_parser() -> argparse.ArgumentParser:
         command.set_defaults(handler=handler)
         return command
 
-    add("models", cmd_models, "list the detector configs")
+    add("models", cmd_models, "list the detector configs and the shipped trained detectors")
+    ship = add(
+        "ship-detectors",
+        cmd_ship_detectors,
+        "train (or reuse the main job's runs of) facecat-small and cdcn on the embedded "
+        "protocol and write the shipped detector files",
+    )
+    ship.add_argument("--out", default=str(SHIPPED_DIR), help="folder of the detector files")
+    ship.add_argument("--cache-dir", help="protocol, features and runs ($FACECAT_CACHE)")
+    ship.add_argument("--seed", type=int, default=0)
+    ship.add_argument("--device", default="cpu")
+    ship.add_argument("--quiet", action="store_true", help="no progress bars")
 
     train = add("train", cmd_train, "train a FaceCat head on a manifest's train/dev splits")
     train.add_argument("--model", default="facecat-small", help="config name or JSON path")

@@ -109,3 +109,42 @@ def paired_auc_differences(
                 }
             )
     return pd.DataFrame(rows)
+
+
+def bpcer_by_source(
+    scores: pd.DataFrame, sources: pd.Series, thresholds: dict[str, float]
+) -> pd.DataFrame:
+    """BPCER of every detector on the test split's bona fide faces of each source.
+
+    A bona fide face is rejected when its score falls below the detector's threshold (fixed
+    on the dev split), the rule of :func:`facecat.metrics.apcer_bpcer`.
+
+    Args:
+        scores: per-image scores as the main job writes them.
+        sources: the ``source`` column of the protocol manifest, indexed by ``path``.
+        thresholds: each detector's dev-split threshold.
+
+    Returns:
+        Rows ``detector, source, n_bona_fide, rejected, bpcer, threshold``.
+    """
+    rows = []
+    for detector, threshold in thresholds.items():
+        part = _test_frame(scores, detector)
+        part = part[part["label"] == 1]
+        origin = part["path"].map(sources)
+        if origin.isna().any():
+            missing = part.loc[origin.isna(), "path"].iloc[0]
+            raise KeyError(f"bona fide test image {missing} has no source in the manifest")
+        for source, group in part.groupby(origin, sort=True):
+            rejected = int((group["score"] < threshold).sum())
+            rows.append(
+                {
+                    "detector": detector,
+                    "source": source,
+                    "n_bona_fide": len(group),
+                    "rejected": rejected,
+                    "bpcer": rejected / len(group),
+                    "threshold": threshold,
+                }
+            )
+    return pd.DataFrame(rows)

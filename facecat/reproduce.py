@@ -26,7 +26,7 @@ from facecat.adversarial_faces import protocol_generators
 from facecat.checkpoints import CheckpointError, atomic_write
 from facecat.config import merge, read_config_dict
 from facecat.evaluate import evaluate_detector
-from facecat.headline import family_auc, paired_auc_differences
+from facecat.headline import bpcer_by_source, family_auc, paired_auc_differences
 from facecat.manifest import Manifest, read_manifest
 from facecat.probe import PROBE_NAME, TRAINED_BACKBONE, run_feature_probe
 from facecat.protocol import EmbeddedProtocol, build_embedded, counts, default_cache_dir
@@ -44,6 +44,7 @@ ABLATION_NAME = "embedded_blocks_ablation.csv"
 PROBE_PLOT_NAME = "embedded_feature_probe.png"
 FAMILY_NAME = "embedded_family_auc.csv"
 DIFFERENCES_NAME = "embedded_auc_differences.csv"
+BY_SOURCE_NAME = "embedded_bpcer_by_source.csv"
 SEEDS_NAME = "embedded_seeds.csv"
 SEEDS_SUMMARY_NAME = "embedded_seeds_summary.csv"
 
@@ -240,12 +241,20 @@ def run_main_job(
     differences = paired_auc_differences(
         result.scores, labels[0], labels[1:], n_boot=n_boot, seed=seed
     )
+    sources = pd.Series(
+        manifest.frame["source"].to_numpy() if "source" in manifest.frame else "unspecified",
+        index=[str(p.relative_to(protocol.root)) for p in manifest.paths],
+    )
+    by_source = bpcer_by_source(
+        result.scores, sources, dict(zip(labels, result.table["threshold"], strict=True))
+    )
     for name, table in (
         (COMPARISON_NAME, result.table),
         (PER_TYPE_NAME, result.per_type),
         (SCORES_NAME, result.scores),
         (FAMILY_NAME, families),
         (DIFFERENCES_NAME, differences),
+        (BY_SOURCE_NAME, by_source),
     ):
         atomic_write(out_dir / name, lambda tmp, t=table: t.to_csv(tmp, index=False))
     title = "embedded protocol P1 (28 types), test split"

@@ -1,0 +1,47 @@
+"""Where a result or a detector file came from: package, code and library versions, date."""
+
+from __future__ import annotations
+
+import datetime
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import facecat
+
+
+def git_commit() -> str:
+    """The commit of the source tree facecat is imported from, "+dirty" when it has local
+    changes, or "unknown" outside a git checkout (an installed wheel)."""
+    folder = Path(facecat.__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        changes = subprocess.run(
+            ["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + ("+dirty" if changes else "")
+
+
+def provenance(device: str | torch.device = "cpu") -> dict[str, Any]:
+    """facecat version, git commit, torch version, device and the UTC date, for a record."""
+    return {
+        "facecat_version": facecat.__version__,
+        "git_commit": git_commit(),
+        "torch_version": torch.__version__,
+        "device": str(device),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
