@@ -56,6 +56,7 @@ from facecat.registry import (
     load_detector,
     pick_device,
     read_detector_header,
+    resolve_detector_path,
 )
 from facecat.reproduce import run_block_ablation, run_main_job, run_probe_job, run_seed_study
 from facecat.shipped import SHIPPED_DIR, ship_detectors, shipped_table
@@ -438,7 +439,7 @@ def cmd_probe(args: argparse.Namespace) -> None:
 
 
 def cmd_info(args: argparse.Namespace) -> None:
-    header = read_detector_header(args.detector)
+    header = read_detector_header(resolve_detector_path(args.detector))
     print(
         json.dumps(
             {
@@ -730,7 +731,7 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--quiet", action="store_true", help="no progress bars")
 
     info = add("info", cmd_info, "show a detector file's config and metadata")
-    info.add_argument("detector")
+    info.add_argument("detector", help="detector .safetensors file or shipped detector name")
     return parser
 
 

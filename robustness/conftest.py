@@ -48,9 +48,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--detectors", default="facecat,cdcn", help="names or name=detector-file")
     group.addoption("--transforms", help="comma-separated transformations (default: all)")
     group.addoption("--epochs", type=int, help="override the built-in detectors' epochs")
-    group.addoption("--results-dir", default="results/robustness", help="output folder")
+    group.addoption(
+        "--results-dir",
+        help="output folder (default results/robustness, or results/robustness-dev with "
+        "--split dev)",
+    )
     group.addoption("--criteria", help="criteria JSON (default robustness/criteria.json)")
     group.addoption("--bootstrap", type=int, default=200, help="CI resamples per check")
+    group.addoption(
+        "--split",
+        choices=("test", "dev"),
+        default="test",
+        help="split the transformation checks score ('dev' to choose a configuration "
+        "without looking at the test split)",
+    )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -100,7 +111,10 @@ def harness(request: pytest.FixtureRequest) -> Harness:
         epochs=config.getoption("--epochs"),
     )
     built = Harness(
-        pool, Criteria.load(config.getoption("--criteria")), n_boot=config.getoption("--bootstrap")
+        pool,
+        Criteria.load(config.getoption("--criteria")),
+        n_boot=config.getoption("--bootstrap"),
+        split=config.getoption("--split"),
     )
     config.stash[_HARNESS] = built
     return built
@@ -112,7 +126,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if built is None or not built.records or not current_world().is_main:
         return
     names, _ = parse_detector_list(session.config.getoption("--detectors"))
-    out = Path(session.config.rootpath) / session.config.getoption("--results-dir")
+    chosen = session.config.getoption("--results-dir")
+    if chosen is None:
+        dev = session.config.getoption("--split") == "dev"
+        chosen = "results/robustness-dev" if dev else "results/robustness"
+    out = Path(session.config.rootpath) / chosen
     compare = (names[0], names[1]) if len(names) > 1 else (names[0], names[0])
     for path in write_results(built.records, out, compare=compare):
         print(f"\nwrote {path}")

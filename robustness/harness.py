@@ -44,6 +44,8 @@ class Harness:
         n_boot: bootstrap resamples of the confidence intervals.
         seed: seed of random transformations, bootstrap and the adaptive attacker.
         adaptive_limit: at most this many adversarial faces per adaptive check.
+        split: the split transformation checks score: "test" (reporting) or "dev" (choosing
+            a configuration without looking at the test split).
     """
 
     def __init__(
@@ -54,7 +56,11 @@ class Harness:
         n_boot: int = 200,
         seed: int = 0,
         adaptive_limit: int = 64,
+        split: str = "test",
     ) -> None:
+        if split not in ("test", "dev"):
+            raise ValueError(f"split must be 'test' or 'dev', got {split!r}")
+        self.split = split
         self.pool = pool
         self.criteria = criteria
         self.n_boot = n_boot
@@ -73,6 +79,7 @@ class Harness:
             "suite": check.suite,
             "case": check.case,
             "severity": check.severity,
+            "split": self.split if check.suite == "transform" else "test",
             **{k: v for k, v in figures.items() if "[" not in k},
             "criterion": criterion,
             "passed": passed,
@@ -106,7 +113,7 @@ class Harness:
 
     def _transform(self, check: Check) -> dict[str, Any]:
         detector = self.pool.detector(check.detector)
-        test = self.pool.split("test", detector.image_size)
+        test = self.pool.split(self.split, detector.image_size)
         images = apply_transform(check.case, test.images, check.severity, seed=self.seed)
         dev_scores, dev_labels = self._dev(check.detector)
         return evaluate_scores(
