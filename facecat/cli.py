@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from facecat import __version__
 from facecat.adversarial_faces import (
     AdversarialFaces,
     adversarial_contact_sheet,
@@ -459,6 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="facecat", description="Face anti-spoofing and adversarial-face detection."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"facecat {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, handler: Callable[[argparse.Namespace], None], text: str):

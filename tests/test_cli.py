@@ -7,6 +7,7 @@ import json
 import pandas as pd
 import pytest
 
+import facecat
 from facecat.cli import main
 
 
@@ -135,3 +136,10 @@ def test_exception_user_errors_exit_2_with_one_line(argv, message, lfw_manifest,
     err = capsys.readouterr().err
     assert message in err
     assert "Traceback" not in err
+
+
+def test_version_prints_the_package_version(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"facecat {facecat.__version__}"

@@ -11,6 +11,7 @@ from facecat.bona_fide import bundled_manifest
 from facecat.manifest import read_manifest, write_manifest
 from facecat.protocol import ADVERSARIAL_TYPES, PA_TYPES
 from facecat.reproduce import (
+    BY_SOURCE_NAME,
     COMPARISON_NAME,
     PER_TYPE_NAME,
     SCORES_NAME,
@@ -79,6 +80,24 @@ def test_per_type_and_scores_cover_all_28_types(main_job):
     assert not scores["path"].str.startswith("/").any()
     for name in ("embedded_table4.png", "embedded_roc.png", "embedded_per_type_apcer.png"):
         assert (out / name).stat().st_size > 10_000
+
+
+def test_bpcer_by_source_counts_the_rejected_bona_fide_faces(main_job):
+    table, out, _ = main_job
+    by_source = pd.read_csv(out / BY_SOURCE_NAME)
+    scores = pd.read_csv(out / SCORES_NAME)
+    assert set(by_source["detector"]) == set(table["detector"])
+    assert set(by_source["source"]) == {"dcgan"}
+    for row in by_source.itertuples():
+        threshold = table.set_index("detector").loc[row.detector, "threshold"]
+        live = scores[
+            (scores["detector"] == row.detector)
+            & (scores["split"] == "test")
+            & (scores["label"] == 1)
+        ]
+        assert row.n_bona_fide == len(live) == 14
+        assert row.rejected == int((live["score"] < threshold).sum())
+        assert row.bpcer == pytest.approx(row.rejected / row.n_bona_fide)
 
 
 def test_rerun_with_warm_caches_gives_the_same_table(main_job, small_bona_fide):

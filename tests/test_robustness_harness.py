@@ -21,6 +21,7 @@ from robustness.checks import (
     transform_checks,
     unseen_checks,
 )
+from robustness.harness import Harness
 from robustness.report import CHECKS_NAME, COMPARISON_NAME, auc_comparison, write_results
 
 
@@ -159,3 +160,8 @@ def test_detector_list_option_names_files() -> None:
     names, files = parse_detector_list("facecat, mine=runs/mine/detector.safetensors,cdcn")
     assert names == ["facecat", "mine", "cdcn"]
     assert files == {"mine": Path("runs/mine/detector.safetensors")}
+
+
+def test_harness_scores_only_the_dev_or_the_test_split() -> None:
+    with pytest.raises(ValueError, match="split must be 'test' or 'dev', got 'train'"):
+        Harness(None, Criteria([]), split="train")
