@@ -64,15 +64,10 @@ def ship_detectors(
             progress=progress,
         )
         detector = load_detector(trained)
-        metadata = (
-            detector.file_metadata
-            | provenance(device)
-            | {
-                "protocol": protocol.root.name,
-                "config": variant.config,
-                "seed": seed,
-            }
-        )
+        metadata = detector.file_metadata | provenance(device)
+        metadata |= {"protocol": protocol.root.name, "config": variant.config, "seed": seed}
+        if hasattr(detector, "BACKBONE_PREFIX"):  # name the packaged weights, not a local path
+            metadata["backbone_source"] = f"packaged:{detector.config.default_unet_weights}"
         target = Path(out_dir) / f"{variant.config}.safetensors"
         save_detector(
             detector,
