@@ -362,7 +362,8 @@ class Report:
         apcer_per_type: ``{species: APCER}``.
         bpcer: Share of bona fide rejected.
         acer: ISO ACER, ``(apcer_max + bpcer) / 2``.
-        acer_pooled: ``(apcer_pooled + bpcer) / 2``.
+        hter: HTER, the half total error rate of FAS benchmarks (Replay-Attack, OULU-NPU):
+            ``(apcer_pooled + bpcer) / 2`` at the same threshold.
         eer: Threshold-free EER on the test split.
         auc: Threshold-free AUC on the test split.
         tdr_at_fdr: ODIN TDR at ``fdr`` (threshold-free: picked on the test bona fide).
@@ -378,7 +379,7 @@ class Report:
     apcer_per_type: dict[str, float] = field(hash=False)
     bpcer: float
     acer: float
-    acer_pooled: float
+    hter: float
     eer: float
     auc: float
     tdr_at_fdr: float
@@ -439,7 +440,7 @@ def evaluate(
         apcer_per_type=per_type,
         bpcer=bpcer,
         acer=(apcer_max + bpcer) / 2.0,
-        acer_pooled=(apcer_pooled + bpcer) / 2.0,
+        hter=(apcer_pooled + bpcer) / 2.0,
         eer=eer(s, y)[0],
         auc=auc(s, y),
         tdr_at_fdr=tdr_at_fdr(s, y, fdr),

@@ -16,7 +16,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from sklearn.metrics import roc_curve
+from scipy.stats import norm
+from sklearn.metrics import det_curve, roc_curve
 
 from facecat.checkpoints import atomic_write
 
@@ -111,6 +112,43 @@ def plot_roc(scores: pd.DataFrame, path: str | Path, *, title: str) -> Path:
         title=title,
     )
     axis.legend(loc="upper left", fontsize="small")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+#: Error rates marked on the normal-deviate axes of a DET plot.
+DET_TICKS = (0.001, 0.01, 0.05, 0.2, 0.5, 0.8)
+
+
+def plot_det(scores: pd.DataFrame, path: str | Path, *, title: str) -> Path:
+    """DET curves (APCER vs BPCER on normal-deviate axes, ISO/IEC 30107-3) per detector.
+
+    Args:
+        scores: per-image rows as for :func:`plot_roc`; only the test split is drawn.
+        path: output PNG.
+        title: figure title.
+    """
+    figure, axis = plt.subplots(figsize=(5, 5))
+    test = scores[scores["split"] == "test"]
+    low, high = DET_TICKS[0] / 2, 1 - DET_TICKS[0] / 2
+    for detector, part in test.groupby("detector", sort=False):
+        bpcer, apcer, _ = det_curve(1 - part["label"], 1 - part["score"])
+        axis.plot(
+            norm.ppf(np.clip(bpcer, low, high)), norm.ppf(np.clip(apcer, low, high)), label=detector
+        )
+    ticks = norm.ppf(DET_TICKS)
+    labels = [f"{t:g}" for t in DET_TICKS]
+    axis.set_xticks(ticks, labels)
+    axis.set_yticks(ticks, labels)
+    axis.plot(ticks, ticks, color="grey", linestyle=":", linewidth=1)
+    axis.set(
+        xlim=(norm.ppf(low), norm.ppf(high)),
+        ylim=(norm.ppf(low), norm.ppf(high)),
+        xlabel="BPCER (bona fide rejected)",
+        ylabel="APCER (attacks accepted)",
+        title=title,
+    )
+    axis.legend(loc="upper right", fontsize="small")
     figure.tight_layout()
     return _save(figure, path)
 

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 
 import facecat
@@ -36,12 +37,20 @@ def git_commit() -> str:
     return commit + ("+dirty" if changes else "")
 
 
-def provenance(device: str | torch.device = "cpu") -> dict[str, Any]:
-    """facecat version, git commit, torch version, device and the UTC date, for a record."""
+def provenance(
+    device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> dict[str, Any]:
+    """facecat version, git commit, torch version, device, dtype and the UTC date."""
     return {
         "facecat_version": facecat.__version__,
         "git_commit": git_commit(),
         "torch_version": torch.__version__,
         "device": str(device),
+        "dtype": str(dtype).removeprefix("torch."),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
+
+
+def stamped(table: pd.DataFrame, protocol: str, device: str | torch.device = "cpu") -> pd.DataFrame:
+    """``table`` with the protocol key and :func:`provenance` as trailing columns."""
+    return table.assign(protocol=protocol, **provenance(device))

@@ -30,6 +30,7 @@ from facecat.headline import bpcer_by_source, family_auc, paired_auc_differences
 from facecat.manifest import Manifest, read_manifest
 from facecat.probe import PROBE_NAME, TRAINED_BACKBONE, run_feature_probe
 from facecat.protocol import EmbeddedProtocol, build_embedded, counts, default_cache_dir
+from facecat.provenance import stamped
 from facecat.registry import create_detector, load_detector
 from facecat.train import CHECKPOINT_NAME
 from facecat.training import train_detector
@@ -248,18 +249,20 @@ def run_main_job(
     by_source = bpcer_by_source(
         result.scores, sources, dict(zip(labels, result.table["threshold"], strict=True))
     )
+    key = protocol.root.name
     for name, table in (
-        (COMPARISON_NAME, result.table),
-        (PER_TYPE_NAME, result.per_type),
+        (COMPARISON_NAME, stamped(result.table, key, device)),
+        (PER_TYPE_NAME, stamped(result.per_type, key, device)),
         (SCORES_NAME, result.scores),
-        (FAMILY_NAME, families),
-        (DIFFERENCES_NAME, differences),
-        (BY_SOURCE_NAME, by_source),
+        (FAMILY_NAME, stamped(families, key, device)),
+        (DIFFERENCES_NAME, stamped(differences, key, device)),
+        (BY_SOURCE_NAME, stamped(by_source, key, device)),
     ):
         atomic_write(out_dir / name, lambda tmp, t=table: t.to_csv(tmp, index=False))
     title = "embedded protocol P1 (28 types), test split"
     plots.plot_comparison(result.table, out_dir / "embedded_table4.png", title=title)
     plots.plot_roc(result.scores, out_dir / "embedded_roc.png", title=title)
+    plots.plot_det(result.scores, out_dir / "embedded_det.png", title=title)
     plots.plot_per_type(result.per_type, out_dir / "embedded_per_type_apcer.png", title=title)
     report(f"wrote tables and plots to {out_dir}")
     return result.table
@@ -330,6 +333,8 @@ def run_seed_study(
         .reset_index()
     )
     summary.columns = ["_".join(c).strip("_") for c in summary.columns]
+    table = stamped(table, protocol.root.name, device)
+    summary = stamped(summary, protocol.root.name, device)
     atomic_write(out_dir / SEEDS_NAME, lambda tmp: table.to_csv(tmp, index=False))
     atomic_write(out_dir / SEEDS_SUMMARY_NAME, lambda tmp: summary.to_csv(tmp, index=False))
     report(f"wrote {out_dir / SEEDS_NAME} and {out_dir / SEEDS_SUMMARY_NAME}")
@@ -391,6 +396,7 @@ def run_block_ablation(
     table = result.table.rename(columns={"detector": "blocks"})
     table["blocks"] = [",".join(map(str, b)) for b in block_sets]
     table["chosen"] = table["dev_eer"] == table["dev_eer"].min()
+    table = stamped(table, protocol.root.name, device)
     atomic_write(out_dir / ABLATION_NAME, lambda tmp: table.to_csv(tmp, index=False))
     plots.plot_comparison(
         result.table,

@@ -44,6 +44,7 @@ from facecat.features import unflatten_features
 from facecat.losses import facecat_loss
 from facecat.manifest import Manifest
 from facecat.model import REAL, FaceCat
+from facecat.provenance import provenance
 from facecat.registry import save_detector
 
 log = logging.getLogger(__name__)
@@ -336,7 +337,12 @@ def train_facecat(
         model,
         state,
         out_dir,
-        {"train_config": config.__dict__, "seed": seed, "shares": shares},
+        {
+            "train_config": config.__dict__,
+            "seed": seed,
+            "shares": shares,
+            "protocol": train.root.name,
+        },
         len(train_images),
         len(dev),
     )
@@ -483,7 +489,11 @@ def finish_run(
     train_samples: int,
     dev_samples: int,
 ) -> TrainResult:
-    """Restore the best-on-dev weights, write the history and save the detector file."""
+    """Restore the best-on-dev weights, write the history and save the detector file.
+
+    The file's header records the run (best epoch, dev EER and threshold, ``metadata``) and
+    its provenance (:func:`facecat.provenance.provenance`).
+    """
     model.load_state_dict(state["best_model"])
     detector.eval()
     history = pd.DataFrame(state["history"])
@@ -495,6 +505,7 @@ def finish_run(
             detector,
             detector_path,
             metadata={
+                **provenance(next(model.parameters()).device),
                 "best_epoch": state["best_epoch"],
                 "best_dev_eer": state["best_eer"],
                 "dev_threshold": state.get("best_threshold"),

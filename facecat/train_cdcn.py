@@ -257,6 +257,7 @@ def train_cdcn(
             "train_config": asdict(config),
             "seed": seed,
             "depth_supervision": supervision.counts,
+            "protocol": train.root.name,
         },
         len(train),
         len(dev),

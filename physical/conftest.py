@@ -6,7 +6,7 @@ Options (besides ``--device`` from the root conftest):
 * ``--physical-steps``: texture optimisation steps (default 30).
 * ``--physical-captures``: photographs per print (default 4).
 * ``--physical-captured``: a real captured set (folder with ``manifest.csv``, see
-  :mod:`physical.captured`) evaluated instead of the simulated one.
+  :mod:`facecat.physical.captured`) evaluated instead of the simulated one.
 * ``--physical-detectors``: comma-separated names (default ``facecat,cdcn``); ``name=path``
   adds a detector file of your own.
 * ``--physical-transforms`` / ``--physical-severities``: robustness transformations applied
@@ -24,21 +24,22 @@ from pathlib import Path
 import pytest
 
 from facecat.adversarial_faces import create_recognizer
-from facecat.protocol import default_cache_dir
-from facecat.registry import pick_device
-from facecat.reproduce import embedded_p1
-from physical.captured import load_captured_set
-from physical.harness import PhysicalHarness
-from physical.physical_set import (
+from facecat.physical.captured import load_captured_set
+from facecat.physical.harness import PhysicalHarness
+from facecat.physical.physical_set import (
     CONTACT_SHEET_NAME,
     FR_SUCCESS_NAME,
     PhysicalSet,
     PhysicalSettings,
     build_physical_set,
 )
-from physical.report import write_physical_results
-from robustness.checks import Criteria, check_params, physical_checks
-from robustness.detectors import DetectorPool, parse_detector_list
+from facecat.physical.report import write_physical_results
+from facecat.protocol import default_cache_dir
+from facecat.provenance import provenance
+from facecat.registry import pick_device
+from facecat.reproduce import embedded_p1
+from facecat.robustness.checks import Criteria, check_params, physical_checks
+from facecat.robustness.detectors import DetectorPool, parse_detector_list
 
 _HARNESS = pytest.StashKey[PhysicalHarness]()
 _SET = pytest.StashKey[PhysicalSet]()
@@ -55,13 +56,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--physical-severities", default="1,3,5")
     group.addoption("--physical-epochs", type=int, help="override the detectors' epochs")
     group.addoption("--physical-bootstrap", type=int, default=200, help="CI resamples")
-    group.addoption("--physical-criteria", help="criteria JSON (default physical/criteria.json)")
+    group.addoption(
+        "--physical-criteria", help="criteria JSON (default: facecat/physical/criteria.json)"
+    )
     group.addoption("--physical-results-dir", default="results/physical", help="output folder")
 
 
 def _criteria(config: pytest.Config) -> Criteria:
     path = config.getoption("--physical-criteria")
-    return Criteria.load(path or str(resources.files("physical") / "criteria.json"))
+    return Criteria.load(path or str(resources.files("facecat.physical") / "criteria.json"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -118,7 +121,12 @@ def harness(request: pytest.FixtureRequest, physical_set: PhysicalSet | None) ->
     captured = config.getoption("--physical-captured")
     physical = load_captured_set(captured) if captured else physical_set.manifest
     built = PhysicalHarness(
-        pool, _criteria(config), physical, n_boot=config.getoption("--physical-bootstrap")
+        pool,
+        _criteria(config),
+        physical,
+        n_boot=config.getoption("--physical-bootstrap"),
+        protocol=protocol.root.name,
+        provenance=provenance(device),
     )
     config.stash[_HARNESS] = built
     return built

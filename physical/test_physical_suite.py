@@ -8,9 +8,9 @@ and the transformed checks (``cdcn-physical-jpeg-sev3``, ...); the results land 
 
 import pytest
 
-from physical.harness import PhysicalHarness
-from physical.physical_set import PhysicalSet
-from robustness.checks import Check
+from facecat.physical.harness import PhysicalHarness
+from facecat.physical.physical_set import PhysicalSet
+from facecat.robustness.checks import Check
 
 
 def test_simulated_attacks_fool_the_fr_target(physical_set: PhysicalSet | None) -> None:

@@ -4,12 +4,6 @@
 and the share of faces still fooling the FR model.
 """
 
-import pytest
+from facecat.robustness.suites import test_adaptive_attack
 
-from robustness.checks import Check
-from robustness.harness import Harness
-
-
-@pytest.mark.robustness_suite("adaptive")
-def test_adaptive_attack(check: Check, harness: Harness) -> None:
-    harness.run(check)
+__all__ = ["test_adaptive_attack"]

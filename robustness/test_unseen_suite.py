@@ -4,12 +4,6 @@
 reuse the cached backbone features); ``-k "unseen and Mask_Silicone"`` runs one type.
 """
 
-import pytest
+from facecat.robustness.suites import test_unseen_attack
 
-from robustness.checks import Check
-from robustness.harness import Harness
-
-
-@pytest.mark.robustness_suite("unseen")
-def test_unseen_attack(check: Check, harness: Harness) -> None:
-    harness.run(check)
+__all__ = ["test_unseen_attack"]

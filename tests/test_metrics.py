@@ -188,7 +188,7 @@ def test_per_type_apcer_and_evaluate_hand():
     assert rep.apcer_pooled == pytest.approx(2 / 5)
     assert rep.bpcer == pytest.approx(1 / 3)
     assert rep.acer == pytest.approx((0.5 + 1 / 3) / 2)
-    assert rep.acer_pooled == pytest.approx((2 / 5 + 1 / 3) / 2)
+    assert rep.hter == pytest.approx((2 / 5 + 1 / 3) / 2)
     assert (rep.n_bona_fide, rep.n_attack) == (3, 5)
     assert rep.auc == pytest.approx(skm.roc_auc_score(y, s))
     assert rep.eer == pytest.approx(eer(s, y)[0])
@@ -250,7 +250,7 @@ def test_acer_in_unit_interval(data, thr):
     s, y = data
     types = np.where(np.arange(s.size) % 3 == 0, "print", "replay")
     rep = evaluate(s, y, types, thr, threshold_source="fixed")
-    assert 0.0 <= rep.acer_pooled <= rep.acer <= 1.0
+    assert 0.0 <= rep.hter <= rep.acer <= 1.0
     assert 0.0 <= rep.apcer_pooled <= rep.apcer_max <= 1.0
 
 

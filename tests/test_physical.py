@@ -15,14 +15,14 @@ from torch import nn
 from facecat.bona_fide import bundled_manifest
 from facecat.face_recognition import TorchRecognizer
 from facecat.manifest import ManifestError, read_manifest, write_manifest
+from facecat.physical.captured import load_captured_set
+from facecat.physical.face_surface import UV_LANDMARKS, face_depth, surface_normals, uv_coordinates
+from facecat.physical.physical_set import PhysicalSettings, build_physical_set, plan_prints
+from facecat.physical.regions import REGIONS, region_mask
+from facecat.physical.render import Capture, print_texture, render, unwrap
+from facecat.physical.texture_attack import TextureAttack
 from facecat.protocol import sample_seed
-from physical.captured import load_captured_set
-from physical.face_surface import UV_LANDMARKS, face_depth, surface_normals, uv_coordinates
-from physical.physical_set import PhysicalSettings, build_physical_set, plan_prints
-from physical.regions import REGIONS, region_mask
-from physical.render import Capture, print_texture, render, unwrap
-from physical.texture_attack import TextureAttack
-from robustness.checks import Check, physical_checks
+from facecat.robustness.checks import Check, physical_checks
 
 SIZE = 64
 LANDMARKS = torch.tensor([[21.9, 26.6], [42.1, 26.5], [32.0, 38.0], [23.6, 49.8], [40.4, 49.8]])

@@ -78,7 +78,8 @@ def test_per_type_and_scores_cover_all_28_types(main_job):
     assert set(scores["split"]) == {"dev", "test"}
     assert scores["score"].between(0, 1).all()
     assert not scores["path"].str.startswith("/").any()
-    for name in ("embedded_table4.png", "embedded_roc.png", "embedded_per_type_apcer.png"):
+    pngs = ("table4", "roc", "det", "per_type_apcer")
+    for name in (f"embedded_{png}.png" for png in pngs):
         assert (out / name).stat().st_size > 10_000
 
 

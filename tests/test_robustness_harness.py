@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -12,8 +11,8 @@ import torch
 from facecat.adversarial_faces import bundled_test_faces, create_recognizer
 from facecat.protocol import ATTACK_TYPES
 from facecat.registry import create_detector
-from robustness.adaptive import adaptive_attack, differentiable_scores
-from robustness.checks import (
+from facecat.robustness.adaptive import adaptive_attack, differentiable_scores
+from facecat.robustness.checks import (
     Check,
     Criteria,
     adaptive_checks,
@@ -21,8 +20,15 @@ from robustness.checks import (
     transform_checks,
     unseen_checks,
 )
-from robustness.harness import Harness
-from robustness.report import CHECKS_NAME, COMPARISON_NAME, auc_comparison, write_results
+from facecat.robustness.harness import Harness
+from facecat.robustness.report import (
+    CHECKS_NAME,
+    COMPARISON_NAME,
+    SUMMARY_NAME,
+    auc_comparison,
+    merge_records,
+    write_results,
+)
 
 
 def test_check_ids_read_as_documented():
@@ -77,8 +83,11 @@ def test_bad_criteria_file_is_named(tmp_path):
         Criteria.load(path)
 
 
-def _record(detector: str, case: str, severity: int, auc: float) -> dict:
+def _record(
+    detector: str, case: str, severity: int, auc: float, protocol: str = "embedded-1"
+) -> dict:
     return {
+        "protocol": protocol,
         "id": Check(detector, "transform", case, severity).id,
         "detector": detector,
         "suite": "transform",
@@ -108,6 +117,30 @@ def test_results_merge_across_sessions_and_compare(tmp_path):
     assert row["relative_improvement"] == pytest.approx((0.75 - 0.5) / 0.5)
     assert {p.name for p in written} >= {"curve_jpeg.png", "curve_bit_depth.png"}
     assert (tmp_path / "curve_jpeg.png").stat().st_size > 5_000
+    summary = pd.read_csv(tmp_path / SUMMARY_NAME).set_index(["detector", "case"])
+    assert summary.loc[("cdcn", "jpeg"), "mean_auc_sev1_5"] == pytest.approx(0.5)
+    assert summary.loc[("facecat", "jpeg"), "auc_clean"] == pytest.approx(0.95)
+
+
+def test_records_of_another_protocol_sit_beside_the_first(tmp_path):
+    write_results([_record("cdcn", "jpeg", 1, 0.7)], tmp_path, compare=("facecat", "cdcn"))
+    mine = [_record("cdcn", "jpeg", 1, 0.6, protocol="manifest-abc")]
+    write_results(mine, tmp_path, compare=("facecat", "cdcn"))
+    checks = pd.read_csv(tmp_path / CHECKS_NAME)
+    assert sorted(zip(checks["protocol"], checks["auc"], strict=True)) == [
+        ("embedded-1", 0.7),
+        ("manifest-abc", 0.6),
+    ]
+    summary = pd.read_csv(tmp_path / SUMMARY_NAME)
+    assert summary["mean_auc_sev1_5"].tolist() == [pytest.approx(0.6)]
+
+
+def test_records_without_a_protocol_column_are_kept_as_unknown():
+    old = pd.DataFrame(
+        [{k: v for k, v in _record("cdcn", "jpeg", 1, 0.7).items() if k != "protocol"}]
+    )
+    merged = merge_records(old, [_record("cdcn", "jpeg", 1, 0.6)])
+    assert sorted(merged["protocol"]) == ["embedded-1", "unknown"]
 
 
 def test_auc_comparison_needs_both_detectors():
@@ -152,14 +185,6 @@ def test_adaptive_attacker_raises_p_real_within_budget(attack_setup):
 def test_detector_without_gradients_is_refused():
     with pytest.raises(TypeError, match="differentiable_scores"):
         differentiable_scores(torch.nn.Identity())
-
-
-def test_detector_list_option_names_files() -> None:
-    from robustness.detectors import parse_detector_list
-
-    names, files = parse_detector_list("facecat, mine=runs/mine/detector.safetensors,cdcn")
-    assert names == ["facecat", "mine", "cdcn"]
-    assert files == {"mine": Path("runs/mine/detector.safetensors")}
 
 
 def test_harness_scores_only_the_dev_or_the_test_split() -> None:

@@ -1,4 +1,4 @@
-"""Tests for robustness.transforms: smoke, cardinality, gradients, references, exceptions."""
+"""facecat.robustness.transforms: smoke, cardinality, gradients, references, exceptions."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from skimage import data
 
 from facecat.bona_fide import bundled_manifest
 from facecat.manifest import load_images
-from robustness.transforms import (
+from facecat.robustness.transforms import (
     BLUR_REFERENCE_WIDTH,
     TRANSFORMS,
     ApplyTransform,

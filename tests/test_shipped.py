@@ -60,8 +60,11 @@ def test_unknown_detector_names_list_the_shipped_ones() -> None:
 
 def test_provenance_names_versions_commit_device_and_date() -> None:
     record = provenance("cpu")
-    assert set(record) == {"facecat_version", "git_commit", "torch_version", "device", "date"}
+    expected = {"facecat_version", "git_commit", "torch_version", "device", "dtype", "date"}
+    assert set(record) == expected
     assert record["torch_version"] == torch.__version__ and record["date"].endswith("Z")
+    assert record["dtype"] == "float32"
+    assert provenance("cpu", torch.float64)["dtype"] == "float64"
 
 
 @pytest.mark.parametrize("name", SHIPPED_NAMES)
@@ -71,7 +74,9 @@ def test_shipped_detectors_load_by_name_with_threshold_and_provenance(name) -> N
     assert 0 < meta["dev_threshold"] < 1
     assert meta["config"] == name and meta["seed"] == 0
     assert meta["protocol"].startswith("embedded-")
-    assert {"facecat_version", "git_commit", "torch_version", "date"} <= set(meta)
+    assert {"facecat_version", "git_commit", "torch_version", "device", "dtype", "date"} <= set(
+        meta
+    )
     table = shipped_table().set_index("name")
     assert table.loc[name, "dev_threshold"] == meta["dev_threshold"]
 

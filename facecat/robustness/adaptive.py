@@ -18,7 +18,7 @@ from torch import Tensor
 
 from facecat.attacks.base import attack_gain
 from facecat.face_recognition import FaceRecognizer
-from robustness.transforms import apply_transform
+from facecat.robustness.transforms import apply_transform
 
 #: Transformations and severities the attacker averages over (severity 0 = none).
 EOT_TRANSFORMS = ("jpeg", "gaussian_blur", "bit_depth", "downscale")

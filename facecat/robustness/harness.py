@@ -8,7 +8,7 @@ dev split), the criterion, pass / fail and the seconds it took.
 * **unseen**: the detector trained without one attack type scores the test split's bona
   fide faces and that type.
 * **adaptive**: the test split's adversarial faces that fool the FR model are perturbed by
-  the adaptive attacker (:mod:`robustness.adaptive`) within the budget; the record adds the
+  the adaptive attacker (:mod:`facecat.robustness.adaptive`) within the budget; the record adds the
   detection rate at the dev threshold and the share still fooling the FR model.
 """
 
@@ -27,10 +27,10 @@ from facecat.attacks import parse_adversarial_type
 from facecat.evaluate import evaluate_detector, evaluate_scores
 from facecat.manifest import load_images
 from facecat.protocol import ADVERSARIAL_TYPES
-from robustness.adaptive import adaptive_attack, differentiable_scores
-from robustness.checks import Check, Criteria
-from robustness.detectors import DetectorPool, score_images
-from robustness.transforms import apply_transform
+from facecat.robustness.adaptive import adaptive_attack, differentiable_scores
+from facecat.robustness.checks import Check, Criteria
+from facecat.robustness.detectors import DetectorPool, score_images
+from facecat.robustness.transforms import apply_transform
 
 RECORD_METRICS = ("auc", "acer", "eer", "tdr_at_fdr", "apcer_max", "bpcer")
 
@@ -46,6 +46,9 @@ class Harness:
         adaptive_limit: at most this many adversarial faces per adaptive check.
         split: the split transformation checks score: "test" (reporting) or "dev" (choosing
             a configuration without looking at the test split).
+        protocol: the protocol's key; records are kept per (protocol, check).
+        provenance: columns added to every record (facecat version, commit, torch, device,
+            dtype, date: :func:`facecat.provenance.provenance`).
     """
 
     def __init__(
@@ -57,10 +60,14 @@ class Harness:
         seed: int = 0,
         adaptive_limit: int = 64,
         split: str = "test",
+        protocol: str = "unknown",
+        provenance: dict[str, Any] | None = None,
     ) -> None:
         if split not in ("test", "dev"):
             raise ValueError(f"split must be 'test' or 'dev', got {split!r}")
         self.split = split
+        self.protocol = protocol
+        self.provenance = dict(provenance or {})
         self.pool = pool
         self.criteria = criteria
         self.n_boot = n_boot
@@ -74,6 +81,7 @@ class Harness:
         figures = self.measure(check)
         passed, criterion = self.criteria.verdict(check, figures["auc"])
         record = {
+            "protocol": self.protocol,
             "id": check.id,
             "detector": check.detector,
             "suite": check.suite,
@@ -85,6 +93,7 @@ class Harness:
             "passed": passed,
             "expected_failure": self.criteria.expected_failure(check) or "",
             "seconds": time.perf_counter() - started,
+            **self.provenance,
         }
         self.records.append(record)
         print(

@@ -20,16 +20,16 @@ from torch import Tensor
 
 from facecat.evaluate import evaluate_scores
 from facecat.manifest import Manifest, load_images
-from robustness.checks import Check, Criteria
-from robustness.detectors import DetectorPool, score_images
-from robustness.harness import Harness
-from robustness.transforms import apply_transform
+from facecat.robustness.checks import Check, Criteria
+from facecat.robustness.detectors import DetectorPool, score_images
+from facecat.robustness.harness import Harness
+from facecat.robustness.transforms import apply_transform
 
 __all__ = ["PhysicalHarness"]
 
 
 class PhysicalHarness(Harness):
-    """A :class:`robustness.harness.Harness` that also runs physical checks.
+    """A :class:`facecat.robustness.harness.Harness` that also runs physical checks.
 
     Args:
         pool: the detectors and the protocol they are trained on.
@@ -37,6 +37,7 @@ class PhysicalHarness(Harness):
         physical: the physical set (attack rows; bona fide rows optional).
         n_boot: bootstrap resamples of the confidence intervals.
         seed: seed of random transformations and bootstrap.
+        protocol, provenance: as for :class:`facecat.robustness.harness.Harness`.
     """
 
     def __init__(
@@ -47,8 +48,12 @@ class PhysicalHarness(Harness):
         *,
         n_boot: int = 200,
         seed: int = 0,
+        protocol: str = "unknown",
+        provenance: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(pool, criteria, n_boot=n_boot, seed=seed)
+        super().__init__(
+            pool, criteria, n_boot=n_boot, seed=seed, protocol=protocol, provenance=provenance
+        )
         self.physical = physical
         self.scores: dict[str, pd.DataFrame] = {}
         self._images: dict[int, tuple[Tensor, np.ndarray, np.ndarray, list[str]]] = {}

@@ -1,11 +1,13 @@
 """Robustness results on disk: the checks table, FaceCat-vs-CDCN comparison and curves.
 
-:func:`write_results` merges a session's records into ``checks.csv`` (a later run of the
-same check replaces its row, other checks' rows are kept, so ``-k jpeg`` and ``-k
-gaussian_blur`` sessions add up), then rebuilds from that table the AUC comparison per
-transformation and severity (with the relative improvement of the first detector over the
-second) and one degradation-curve figure per transformation. Every file is written
-atomically.
+:func:`write_results` merges a session's records into ``checks.csv``: rows are keyed by
+(protocol, check id), so a later run of the same check on the same protocol replaces its row
+while other checks' rows and other protocols' rows are kept (``-k jpeg`` and ``-k
+gaussian_blur`` sessions add up; a run on your own manifest sits beside the embedded one).
+From the session protocol's rows it then rebuilds the AUC comparison per transformation and
+severity (with the relative improvement of the first detector over the second), the mean AUC
+over severities 1-5 per transformation (the summary robustness benchmarks report) and one
+degradation-curve figure per transformation. Every file is written atomically.
 """
 
 from __future__ import annotations
@@ -26,15 +28,59 @@ from facecat.checkpoints import atomic_write
 
 CHECKS_NAME = "checks.csv"
 COMPARISON_NAME = "auc_comparison.csv"
+SUMMARY_NAME = "severity_summary.csv"
+#: Records of older versions carry no protocol column.
+UNKNOWN_PROTOCOL = "unknown"
+SORT_COLUMNS = ["protocol", "suite", "case", "severity", "detector"]
+
+
+def _record_keys(frame: pd.DataFrame) -> pd.Series:
+    return frame["protocol"].astype(str) + "\x00" + frame["id"].astype(str)
 
 
 def merge_records(existing: pd.DataFrame | None, records: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """``existing`` rows with the rows of re-run checks replaced by the new ``records``."""
+    """``existing`` rows with the rows of re-run (protocol, check) pairs replaced by
+    ``records``, sorted by protocol, suite, case, severity and detector."""
     new = pd.DataFrame(list(records))
-    if existing is None or existing.empty:
-        return new.reset_index(drop=True)
-    kept = existing[~existing["id"].isin(new["id"])]
-    return pd.concat([kept, new], ignore_index=True)
+    if "protocol" not in new:
+        new.insert(0, "protocol", UNKNOWN_PROTOCOL)
+    if existing is not None and not existing.empty:
+        if "protocol" not in existing:
+            existing = existing.assign(protocol=UNKNOWN_PROTOCOL)
+        kept = existing[~_record_keys(existing).isin(_record_keys(new))]
+        new = pd.concat([kept, new], ignore_index=True)
+    return new.sort_values(SORT_COLUMNS).reset_index(drop=True)
+
+
+def session_rows(checks: pd.DataFrame, records: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """The rows of ``checks`` on the protocol of this session's ``records``."""
+    protocol = records[0].get("protocol", UNKNOWN_PROTOCOL)
+    return checks[checks["protocol"] == protocol]
+
+
+def severity_summary(checks: pd.DataFrame) -> pd.DataFrame:
+    """Mean AUC over severities 1-5 per detector and transformation, next to the clean AUC.
+
+    Returns:
+        Columns detector, case, ``auc_clean``, ``mean_auc_sev1_5``, ``min_auc_sev1_5`` and
+        the number of severities averaged.
+    """
+    transform = checks[checks["suite"] == "transform"]
+    rows = []
+    for (detector, case), part in transform.groupby(["detector", "case"], sort=True):
+        graded = part[part["severity"] > 0]["auc"]
+        clean = part[part["severity"] == 0]["auc"]
+        rows.append(
+            {
+                "detector": detector,
+                "case": case,
+                "auc_clean": float(clean.iloc[0]) if len(clean) else float("nan"),
+                "mean_auc_sev1_5": float(graded.mean()) if len(graded) else float("nan"),
+                "min_auc_sev1_5": float(graded.min()) if len(graded) else float("nan"),
+                "n_severities": len(graded),
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def auc_comparison(checks: pd.DataFrame, first: str, second: str) -> pd.DataFrame:
@@ -123,16 +169,19 @@ def write_results(
     path = out_dir / CHECKS_NAME
     existing = pd.read_csv(path) if path.is_file() else None
     checks = merge_records(existing, records)
-    checks = checks.sort_values(["suite", "case", "severity", "detector"]).reset_index(drop=True)
     atomic_write(path, lambda tmp: checks.to_csv(tmp, index=False))
     written = [path]
-    comparison = auc_comparison(checks, *compare)
-    if not comparison.empty:
-        target = out_dir / COMPARISON_NAME
-        atomic_write(target, lambda tmp: comparison.to_csv(tmp, index=False))
-        written.append(target)
-    for case in sorted(set(checks.loc[checks["suite"] == "transform", "case"])):
-        written.append(plot_curve(checks, case, out_dir / f"curve_{case}.png"))
-    if (checks["suite"] == "adaptive").any():
-        written.append(plot_adaptive(checks, out_dir / "adaptive.png"))
+    current = session_rows(checks, records)
+    tables = {
+        COMPARISON_NAME: auc_comparison(current, *compare),
+        SUMMARY_NAME: severity_summary(current),
+    }
+    for name, table in tables.items():
+        if not table.empty:
+            atomic_write(out_dir / name, lambda tmp, t=table: t.to_csv(tmp, index=False))
+            written.append(out_dir / name)
+    for case in sorted(set(current.loc[current["suite"] == "transform", "case"])):
+        written.append(plot_curve(current, case, out_dir / f"curve_{case}.png"))
+    if (current["suite"] == "adaptive").any():
+        written.append(plot_adaptive(current, out_dir / "adaptive.png"))
     return written

@@ -7,8 +7,8 @@ The chain, every step differentiable with respect to the texture:
    clustered-dot screen per channel (a sigmoid of colour minus screen, the differentiable
    surrogate of the hard threshold), integrated by ink spread (a Gaussian blur);
 2. **wear** (:func:`render`): the printed texture is mapped on the wearer's face through the
-   template surface aligned to the landmarks (:mod:`physical.face_surface`), restricted to a
-   region (:mod:`physical.regions`) and the face oval, and shaded (Lambertian, ambient plus
+   template surface aligned to the landmarks (:mod:`facecat.physical.face_surface`), restricted to a
+   region (:mod:`facecat.physical.regions`) and the face oval, and shaded (Lambertian, ambient plus
    diffuse from the posed surface normals and a light direction) before it replaces the
    wearer's pixels;
 3. **pose**: the worn face is re-projected under a head rotation (yaw, pitch, roll about a
@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from kornia.geometry.conversions import axis_angle_to_rotation_matrix
 from torch import Tensor
 
-from physical.face_surface import (
+from facecat.physical.face_surface import (
     UV_BOX,
     face_depth,
     face_oval,
@@ -41,7 +41,7 @@ from physical.face_surface import (
     uv_coordinates,
     uv_transform,
 )
-from physical.regions import texture_grid
+from facecat.physical.regions import texture_grid
 
 __all__ = [
     "CAPTURE_RANGES",

@@ -4,8 +4,9 @@ Built from a protocol's **test-split bona fide faces** only, so no detector trai
 protocol has seen its wearers, and it is never used in training. Each *print* is one
 wearer, one region (eye, eye-nose, respirator) and one mode (dodging, impersonation of
 another test subject), cycled in turn; its texture is optimised against the FR target with
-expectation over the physical chain (:class:`physical.texture_attack.TextureAttack`) and
-then photographed ``captures`` times under fresh conditions (:class:`physical.render.Capture`)
+expectation over the physical chain
+(:class:`facecat.physical.texture_attack.TextureAttack`) and then photographed ``captures``
+times under fresh conditions (:class:`facecat.physical.render.Capture`)
 until the set holds ``size`` images. Every photograph records whether it fools the FR target
 (``fr_success``) and, as a control, whether a print of the wearer's own face under the same
 conditions does (``fr_success_control``).
@@ -41,9 +42,9 @@ from facecat.attacks.base import attack_success
 from facecat.contact_sheet import save_contact_sheet
 from facecat.face_recognition import FaceRecognizer
 from facecat.manifest import BONA_FIDE, Manifest, load_images, read_manifest, write_manifest
+from facecat.physical import face_surface, regions, render, texture_attack
+from facecat.physical.regions import REGIONS, region_mask
 from facecat.protocol import default_cache_dir, sample_seed
-from physical import face_surface, regions, render, texture_attack
-from physical.regions import REGIONS, region_mask
 
 __all__ = [
     "MODES",

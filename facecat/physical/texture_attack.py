@@ -1,14 +1,14 @@
 """Adversarial face textures for 3D printing, optimised with expectation over the physical chain.
 
 After AT3D (Yang et al., CVPR 2023): each wearer gets a texture over the canonical face frame,
-restricted to one region (:mod:`physical.regions`), that is optimised so the photographs of
+restricted to one region (:mod:`facecat.physical.regions`), that is optimised so the photographs of
 the wearer wearing its print fool the FR target: dodging (not verified as the wearer) or
 impersonation (verified as a target person). Every step renders the whole batch through the
-physical chain (:func:`physical.render.render`) under freshly drawn capture conditions (pose,
-light, re-capture: expectation over transformation) and takes a signed step along momentum-
-accumulated, L1-normalised gradients of the cosine objective
+physical chain (:func:`facecat.physical.render.render`) under freshly drawn capture
+conditions (pose, light, re-capture: expectation over transformation) and takes a signed
+step along momentum-accumulated, L1-normalised gradients of the cosine objective
 (:func:`facecat.attacks.base.attack_gain`; MI-FGSM, cosine-decayed step size), as the patch
-attacks do. The texture starts as the wearer's own face (:func:`physical.render.unwrap`)
+attacks do. The texture starts as the wearer's own face (:func:`facecat.physical.render.unwrap`)
 and only texels inside the region move.
 """
 
@@ -22,8 +22,8 @@ from torch import Tensor
 
 from facecat.attacks.base import attack_gain, check_mode, frozen
 from facecat.face_recognition import FaceRecognizer
-from physical.regions import region_mask
-from physical.render import Capture, render, unwrap
+from facecat.physical.regions import region_mask
+from facecat.physical.render import Capture, render, unwrap
 
 __all__ = ["TextureAttack"]
 
@@ -72,7 +72,7 @@ class TextureAttack:
             landmarks: (B, 5, 2) their landmarks in pixels.
             references: (B, D) native descriptors: the wearers' (dodging) or the targets'
                 (impersonation).
-            region: a key of :data:`physical.regions.REGIONS`.
+            region: a key of :data:`facecat.physical.regions.REGIONS`.
             mode: "dodging" or "impersonation".
             generator: the only source of randomness (captures, noise).
 

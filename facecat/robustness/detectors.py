@@ -11,6 +11,8 @@ threshold.
 from __future__ import annotations
 
 import hashlib
+import importlib
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -26,6 +28,8 @@ from facecat.protocol import leave_one_type_out
 from facecat.registry import load_detector
 from facecat.reproduce import Variant, train_variant
 
+#: ``package.module:attribute``, the form that names a user's Python detector.
+IMPORT_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 #: The detectors the suites know by name.
 BUILTIN = {"facecat": Variant("FaceCat", "facecat-small"), "cdcn": Variant("CDCN", "cdcn")}
 
@@ -41,22 +45,93 @@ class SplitData:
     root: Path
 
 
-def parse_detector_list(text: str) -> tuple[list[str], dict[str, Path]]:
-    """Names and files of a ``name,name=detector-file,...`` option value.
+def parse_detector_list(text: str) -> tuple[list[str], dict[str, str]]:
+    """Names and sources of a ``name,name=source,...`` option value.
+
+    A bare name is a built-in detector (trained on the protocol); ``name=source`` names a
+    detector of your own, loaded by :func:`load_user_detector`.
 
     Returns:
-        Every name in order, and the detector file of each name that gives one.
+        Every name in order, and the source of each name that gives one.
     """
-    names, files = [], {}
+    names, sources = [], {}
     for item in text.split(","):
-        name, _, path = item.strip().partition("=")
+        name, _, source = item.strip().partition("=")
+        if not name:
+            raise ValueError(f"empty detector name in {text!r}; expected name or name=source")
         names.append(name)
-        if path:
-            files[name] = Path(path)
-    return names, files
+        if source:
+            sources[name] = source
+    return names, sources
 
 
-def score_images(detector: nn.Module, images: Tensor, batch_size: int = 64) -> np.ndarray:
+class ScoresObject:
+    """A user's object with ``scores(images)`` seen as a harness detector.
+
+    The object must have ``scores(images)`` taking (N, 3, S, S) RGB in [0, 1] and returning
+    N scores P(real) (a tensor, array or list), and ``image_size`` = S. Its scores come back
+    as a float tensor on the images' device; a wrong shape is a clear error.
+    """
+
+    def __init__(self, wrapped: object, name: str) -> None:
+        if not callable(getattr(wrapped, "scores", None)):
+            raise TypeError(f"detector {name!r}: {type(wrapped).__name__} has no scores(images)")
+        size = getattr(wrapped, "image_size", None)
+        if not isinstance(size, int) or size < 1:
+            raise TypeError(
+                f"detector {name!r}: {type(wrapped).__name__}.image_size must be the input side "
+                f"in pixels (a positive int), got {size!r}"
+            )
+        self.wrapped = wrapped
+        self.name = name
+        self.image_size = size
+
+    def scores(self, images: Tensor) -> Tensor:
+        """P(real) of a batch.
+
+        Shape:
+            images (N, 3, S, S) -> (N,)
+        """
+        with torch.no_grad():
+            raw = self.wrapped.scores(images)
+        if isinstance(raw, Tensor):
+            out = raw.detach().float()
+        else:
+            out = torch.as_tensor(np.asarray(raw, dtype=np.float32))
+        if out.shape != (len(images),):
+            raise ValueError(
+                f"detector {self.name!r}: scores() returned shape {tuple(out.shape)} for "
+                f"{len(images)} images; expected ({len(images)},)"
+            )
+        return out.to(images.device)
+
+
+def load_user_detector(name: str, source: str, device: torch.device) -> nn.Module | ScoresObject:
+    """A user detector from ``source``: a detector file, a shipped detector's name, or
+    ``module:attribute`` naming an object with ``scores(images)`` (a class or factory is
+    called with no arguments).
+
+    Raises:
+        ValueError: when ``source`` is none of these.
+    """
+    if Path(source).exists() or not IMPORT_PATH.fullmatch(source):
+        return load_detector(source, device=device)
+    module_name, _, attribute = source.partition(":")
+    try:
+        target = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(
+            f"detector {name!r}: cannot import {source!r} ({error}); expected a detector file, "
+            "a shipped detector name or module:attribute"
+        ) from error
+    if callable(target) and (isinstance(target, type) or not hasattr(target, "scores")):
+        target = target()
+    return ScoresObject(target, name)
+
+
+def score_images(
+    detector: nn.Module | ScoresObject, images: Tensor, batch_size: int = 64
+) -> np.ndarray:
     """P(real) for an in-memory batch, in chunks.
 
     Under torchrun each process scores its shard and the scores are gathered in order.
@@ -82,7 +157,8 @@ class DetectorPool:
         runs_dir: where trained runs live (reused when the inputs match).
         feature_cache: FaceCat's backbone feature cache, shared by all runs.
         device: where detectors and images live.
-        files: user detectors by name (safetensors files from ``facecat train``).
+        files: user detectors by name: their sources (:func:`load_user_detector`); a
+            built-in name given a source (``cdcn=cdcn``: the shipped CDCN) is not trained.
         epochs: override the built-in detectors' epochs.
         seed: training seed.
     """
@@ -94,7 +170,7 @@ class DetectorPool:
         feature_cache: Path,
         *,
         device: torch.device,
-        files: dict[str, Path] | None = None,
+        files: dict[str, str] | None = None,
         epochs: int | None = None,
         seed: int = 0,
     ) -> None:
@@ -105,13 +181,10 @@ class DetectorPool:
         self.files = files or {}
         self.epochs = epochs
         self.seed = seed
-        unknown = set(self.files) & set(BUILTIN)
-        if unknown:
-            raise ValueError(f"detector names {sorted(unknown)} are built in; rename yours")
 
     @property
     def names(self) -> list[str]:
-        return [*BUILTIN, *self.files]
+        return [*(n for n in BUILTIN if n not in self.files), *self.files]
 
     def held_out_manifest(self, attack_type: str | None) -> Manifest:
         """The protocol, or its leave-one-type-out split when ``attack_type`` is given."""
@@ -120,15 +193,15 @@ class DetectorPool:
         return leave_one_type_out(self.manifest, attack_type)
 
     @cache  # noqa: B019  (the pool lives for one pytest session)
-    def detector(self, name: str, held_out: str | None = None) -> nn.Module:
+    def detector(self, name: str, held_out: str | None = None) -> nn.Module | ScoresObject:
         """The detector ``name`` trained without ``held_out`` (None: on all types)."""
         if name in self.files:
             if held_out is not None:
                 raise ValueError(
-                    f"detector {name!r} is a fixed file; the unseen suite needs a trainable "
+                    f"detector {name!r} is fixed; the unseen suite needs a trainable "
                     f"built-in detector ({sorted(BUILTIN)})"
                 )
-            return load_detector(self.files[name], device=self.device)
+            return load_user_detector(name, self.files[name], self.device)
         if name not in BUILTIN:
             raise ValueError(f"unknown detector {name!r}; known: {self.names}")
         variant = BUILTIN[name]

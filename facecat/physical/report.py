@@ -5,7 +5,7 @@ re-run check replaces its row) and rebuilds from it ``table7.csv`` (paper Table 
 one row per detector on the clean physical set, ACER, EER, TDR@0.2%FDR, AUC and the rest
 with bootstrap CIs), ``table7.png``, ``degradation.png`` (AUC on the physical set vs
 severity of each robustness transformation), and from the clean checks' per-image scores
-``scores.csv`` and ``roc.png``. Every file is written atomically.
+``scores.csv``, ``roc.png`` and ``det.png``. Every file is written atomically.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import pandas as pd
 import seaborn as sns
 
 from facecat.checkpoints import atomic_write
-from facecat.plots import plot_comparison, plot_roc
-from robustness.report import merge_records
+from facecat.plots import plot_comparison, plot_det, plot_roc
+from facecat.robustness.report import merge_records, session_rows
 
 __all__ = ["TABLE7_COLUMNS", "plot_degradation", "table7", "write_physical_results"]
 
@@ -97,9 +97,9 @@ def write_physical_results(
     path = out_dir / "checks.csv"
     existing = pd.read_csv(path) if path.is_file() else None
     checks = merge_records(existing, records)
-    checks = checks.sort_values(["suite", "case", "severity", "detector"]).reset_index(drop=True)
     atomic_write(path, lambda tmp: checks.to_csv(tmp, index=False))
     written = [path]
+    checks = session_rows(checks, records)
     table = table7(checks)
     if not table.empty:
         target = out_dir / "table7.csv"
@@ -116,6 +116,8 @@ def write_physical_results(
         atomic_write(score_path, lambda tmp: new.to_csv(tmp, index=False))
         title = "ROC on the held-out physical set"
         written += [score_path, plot_roc(new, out_dir / "roc.png", title=title)]
+        title = "DET on the held-out physical set"
+        written.append(plot_det(new, out_dir / "det.png", title=title))
     if (checks["case"] != "clean").any():
         written.append(plot_degradation(checks, out_dir / "degradation.png"))
     return written

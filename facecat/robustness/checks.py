@@ -122,9 +122,9 @@ class Criteria:
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> Criteria:
-        """Read a criteria file (default: ``robustness/criteria.json``)."""
+        """Read a criteria file (default: ``facecat/robustness/criteria.json``)."""
         if path is None:
-            text = (resources.files("robustness") / "criteria.json").read_text()
+            text = (resources.files("facecat.robustness") / "criteria.json").read_text()
             where = "robustness/criteria.json"
         else:
             text, where = Path(path).read_text(), str(path)
