@@ -11,7 +11,7 @@ import torch
 from facecat.adversarial_faces import bundled_test_faces, create_recognizer
 from facecat.protocol import ATTACK_TYPES
 from facecat.registry import create_detector
-from facecat.robustness.adaptive import adaptive_attack, differentiable_scores
+from facecat.robustness.adaptive import AttackSettings, adaptive_attack, differentiable_scores
 from facecat.robustness.checks import (
     Check,
     Criteria,
@@ -27,6 +27,7 @@ from facecat.robustness.report import (
     SUMMARY_NAME,
     auc_comparison,
     merge_records,
+    transfer_table,
     write_results,
 )
 
@@ -45,7 +46,7 @@ def test_check_generators_cover_the_grid():
     assert len(checks) == 2 * 2 * 6
     assert len({c.id for c in checks}) == len(checks)
     assert len(unseen_checks(["facecat"])) == len(ATTACK_TYPES) == 28
-    assert [c.severity for c in adaptive_checks(["cdcn"])] == [0, 2, 4, 8]
+    assert [c.severity for c in adaptive_checks(["cdcn"])] == [0, 1, 2, 4, 8, 16]
 
 
 def test_criteria_rules_and_expected_failures(tmp_path):
@@ -171,8 +172,9 @@ def test_adaptive_attacker_raises_p_real_within_budget(attack_setup):
         adaptive_attack(p_real, recognizer, images, references, modes, eps=0), images
     )
     eps = 8 / 255
+    quick = AttackSettings(steps=4, eot_samples=1, restarts=1)
     attacked = adaptive_attack(
-        p_real, recognizer, images, references, modes, eps=eps, steps=4, eot_samples=1
+        p_real, recognizer, images, references, modes, eps=eps, settings=quick
     )
     assert (attacked - images).abs().max() <= eps + 1e-6
     assert attacked.min() >= 0 and attacked.max() <= 1
@@ -180,6 +182,88 @@ def test_adaptive_attacker_raises_p_real_within_budget(attack_setup):
         assert p_real(attacked).mean() > p_real(images).mean()
     with pytest.raises(ValueError, match="eps"):
         adaptive_attack(p_real, recognizer, images, references, modes, eps=-1)
+
+
+def _brightness_detector(x: torch.Tensor) -> torch.Tensor:
+    """A tiny differentiable detector: P(real) rises steeply with the mean brightness."""
+    return torch.sigmoid(200 * (x.mean(dim=(1, 2, 3)) - 0.7))
+
+
+def test_adaptive_attacker_gains_nothing_against_a_detector_that_ignores_its_input(
+    attack_setup,
+):
+    recognizer, images, _, references = attack_setup
+
+    def constant(x):
+        return 0.3 + 0 * x.sum(dim=(1, 2, 3))
+
+    settings = AttackSettings(steps=20, eot_samples=2, restarts=2)
+    attacked = adaptive_attack(
+        constant,
+        recognizer,
+        images,
+        references,
+        ["dodging"] * 2,
+        eps=16 / 255,
+        threshold=0.5,
+        settings=settings,
+    )
+    assert (constant(attacked) < 0.5).all()  # every face is still detected
+
+
+def test_adaptive_attacker_drives_a_tiny_detector_to_zero_detection(attack_setup):
+    recognizer, images, _, _ = attack_setup
+    with torch.no_grad():
+        references = recognizer(images)  # dodging: stay unrecognised as oneself
+        assert (_brightness_detector(images) < 0.5).all()
+    settings = AttackSettings(steps=30, eot_samples=2, restarts=1)
+    attacked = adaptive_attack(
+        _brightness_detector,
+        recognizer,
+        images,
+        references,
+        ["dodging"] * 2,
+        eps=1.0,
+        threshold=0.5,
+        settings=settings,
+    )
+    with torch.no_grad():
+        assert (_brightness_detector(attacked) >= 0.5).all()  # detection rate 0
+        assert not recognizer.same_identity(recognizer(attacked), references).any()
+
+
+def test_attack_settings_refuse_a_weaker_than_possible_attacker():
+    with pytest.raises(ValueError, match="steps, eot_samples and restarts must be >= 1"):
+        AttackSettings(steps=0)
+    with pytest.raises(ValueError, match="first_step"):
+        AttackSettings(first_step=1.5)
+    assert AttackSettings().describe() == "100 steps x 8 EOT, 2 restarts"
+
+
+def test_transfer_table_lists_own_and_transferred_detection():
+    base = {"suite": "adaptive", "case": "adaptive", "fr_success_kept": 1.0}
+    checks = pd.DataFrame(
+        [
+            {
+                **base,
+                "detector": "cdcn",
+                "severity": 4,
+                "detection_rate": 0.3,
+                "transfer_detection_facecat": 0.9,
+            },
+            {
+                **base,
+                "detector": "facecat",
+                "severity": 4,
+                "detection_rate": 0.0,
+                "transfer_detection_cdcn": 0.8,
+            },
+        ]
+    )
+    table = transfer_table(checks).set_index(["crafted_against", "scored_by"])
+    assert table.loc[("cdcn", "facecat"), "detection_rate"] == 0.9
+    assert table.loc[("facecat", "facecat"), "detection_rate"] == 0.0
+    assert len(table) == 4
 
 
 def test_detector_without_gradients_is_refused():

@@ -24,7 +24,7 @@ from facecat.protocol import ATTACK_TYPES
 SUITES = ("transform", "unseen", "adaptive", "physical")
 SEVERITIES = (0, 1, 2, 3, 4, 5)
 #: L-inf budgets of the adaptive attacker, in 1/255 units.
-ADAPTIVE_BUDGETS = (0, 2, 4, 8)
+ADAPTIVE_BUDGETS = (0, 1, 2, 4, 8, 16)
 
 
 @dataclass(frozen=True)

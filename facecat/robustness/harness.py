@@ -8,26 +8,32 @@ dev split), the criterion, pass / fail and the seconds it took.
 * **unseen**: the detector trained without one attack type scores the test split's bona
   fide faces and that type.
 * **adaptive**: the test split's adversarial faces that fool the FR model are perturbed by
-  the adaptive attacker (:mod:`facecat.robustness.adaptive`) within the budget; the record adds the
-  detection rate at the dev threshold and the share still fooling the FR model.
+  the adaptive attacker (:mod:`facecat.robustness.adaptive`) within the budget; the record
+  adds the detection rate at the dev threshold, the share still fooling the FR model, the
+  attacker's settings and, per other detector of the session, the share of these faces it
+  flags at its own dev threshold (transfer).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import Tensor
 
+from facecat import metrics
 from facecat.adversarial_faces import create_recognizer
 from facecat.attacks import parse_adversarial_type
 from facecat.evaluate import evaluate_detector, evaluate_scores
 from facecat.manifest import load_images
 from facecat.protocol import ADVERSARIAL_TYPES
-from facecat.robustness.adaptive import adaptive_attack, differentiable_scores
+from facecat.robustness.adaptive import AttackSettings, adaptive_attack, differentiable_scores
 from facecat.robustness.checks import Check, Criteria
 from facecat.robustness.detectors import DetectorPool, score_images
 from facecat.robustness.transforms import apply_transform
@@ -49,6 +55,8 @@ class Harness:
         protocol: the protocol's key; records are kept per (protocol, check).
         provenance: columns added to every record (facecat version, commit, torch, device,
             dtype, date: :func:`facecat.provenance.provenance`).
+        attack: the adaptive attacker's settings (default :class:`AttackSettings`).
+        transfer: detectors that also score each adaptive check's faces (transfer to them).
     """
 
     def __init__(
@@ -62,12 +70,16 @@ class Harness:
         split: str = "test",
         protocol: str = "unknown",
         provenance: dict[str, Any] | None = None,
+        attack: AttackSettings | None = None,
+        transfer: Sequence[str] = (),
     ) -> None:
         if split not in ("test", "dev"):
             raise ValueError(f"split must be 'test' or 'dev', got {split!r}")
         self.split = split
         self.protocol = protocol
         self.provenance = dict(provenance or {})
+        self.attack = attack or AttackSettings()
+        self.transfer = list(transfer)
         self.pool = pool
         self.criteria = criteria
         self.n_boot = n_boot
@@ -174,6 +186,8 @@ class Harness:
                     self.pool.device
                 )
             )
+        dev_scores, dev_labels = self._dev(check.detector)
+        threshold = metrics.choose_threshold(dev_scores, dev_labels, "eer")
         adversarial = adaptive_attack(
             score,
             recognizer,
@@ -181,6 +195,8 @@ class Harness:
             references,
             modes,
             eps=check.severity / 255,
+            threshold=threshold,
+            settings=self.attack,
             seed=self.seed,
         )
         with torch.no_grad():
@@ -192,7 +208,6 @@ class Harness:
         )
         labels = np.concatenate([test.labels[bona_fide], np.zeros(len(chosen), dtype=int)])
         types = np.concatenate([test.attack_types[bona_fide], test.attack_types[chosen]])
-        dev_scores, dev_labels = self._dev(check.detector)
         figures = evaluate_scores(
             dev_scores, dev_labels, scores, labels, types, n_boot=self.n_boot, seed=self.seed
         )
@@ -200,4 +215,18 @@ class Harness:
         figures["detection_rate"] = float((attacked < figures["threshold"]).mean())
         figures["fr_success_kept"] = float(fooled.float().mean())
         figures["n_adversarial"] = len(chosen)
+        figures["attack"] = self.attack.describe()
+        for other in self.transfer:
+            if other != check.detector:
+                figures[f"transfer_detection_{other}"] = self._transfer(other, adversarial)
         return figures
+
+    def _transfer(self, name: str, images: Tensor) -> float:
+        """Share of ``images`` that detector ``name`` flags at its own dev threshold."""
+        detector = self.pool.detector(name)
+        dev_scores, dev_labels = self._dev(name)
+        threshold = metrics.choose_threshold(dev_scores, dev_labels, "eer")
+        size = detector.image_size
+        if images.shape[-1] != size:
+            images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True)
+        return float((score_images(detector, images) < threshold).mean())

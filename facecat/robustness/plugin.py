@@ -22,6 +22,8 @@ their provenance. Options:
   with ``--facecat-split dev``), relative to the folder pytest is run from.
 * ``--facecat-criteria``, ``--facecat-bootstrap``, ``--facecat-device`` (default: the
   ``--device`` of the repository's own test options when they are loaded, else cpu).
+* ``--facecat-attack-steps`` / ``-eot`` / ``-restarts``: the adaptive attacker (default
+  100 steps x 8 EOT samples, 2 restarts).
 
 Under ``torchrun --nproc_per_node N -m pytest ...`` the processes train FaceCat
 data-parallel, score their shards of every split and gather the scores; rank 0 writes the
@@ -70,6 +72,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--facecat-criteria", help="criteria JSON (default: the packaged one)")
     group.addoption("--facecat-bootstrap", type=int, default=200, help="CI resamples per check")
     group.addoption("--facecat-device", help="cpu, cuda, cuda:1, ... (default: --device or cpu)")
+    group.addoption("--facecat-attack-steps", type=int, default=100, help="adaptive steps")
+    group.addoption(
+        "--facecat-attack-eot", type=int, default=8, help="adaptive EOT samples per step"
+    )
+    group.addoption("--facecat-attack-restarts", type=int, default=2, help="adaptive restarts")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -121,6 +128,7 @@ def harness(request: pytest.FixtureRequest) -> Harness:
     from facecat.provenance import provenance
     from facecat.registry import pick_device
     from facecat.reproduce import embedded_p1
+    from facecat.robustness.adaptive import AttackSettings
     from facecat.robustness.checks import Criteria
     from facecat.robustness.detectors import DetectorPool, manifest_key, parse_detector_list
     from facecat.robustness.harness import Harness
@@ -135,7 +143,7 @@ def harness(request: pytest.FixtureRequest) -> Harness:
     else:
         manifest = read_manifest(protocol_option)
         key = f"manifest-{manifest_key(manifest)}"
-    _, sources = parse_detector_list(config.getoption("facecat_detectors"))
+    names, sources = parse_detector_list(config.getoption("facecat_detectors"))
     pool = DetectorPool(
         manifest,
         cache_dir / "runs" / key,
@@ -151,6 +159,12 @@ def harness(request: pytest.FixtureRequest) -> Harness:
         split=config.getoption("--facecat-split"),
         protocol=key,
         provenance=provenance(device),
+        attack=AttackSettings(
+            steps=config.getoption("--facecat-attack-steps"),
+            eot_samples=config.getoption("--facecat-attack-eot"),
+            restarts=config.getoption("--facecat-attack-restarts"),
+        ),
+        transfer=names,
     )
     config.stash[_HARNESS] = built
     return built

@@ -29,6 +29,7 @@ from facecat.checkpoints import atomic_write
 CHECKS_NAME = "checks.csv"
 COMPARISON_NAME = "auc_comparison.csv"
 SUMMARY_NAME = "severity_summary.csv"
+TRANSFER_NAME = "adaptive_transfer.csv"
 #: Records of older versions carry no protocol column.
 UNKNOWN_PROTOCOL = "unknown"
 SORT_COLUMNS = ["protocol", "suite", "case", "severity", "detector"]
@@ -133,17 +134,54 @@ def plot_curve(checks: pd.DataFrame, case: str, path: Path) -> Path:
     return path
 
 
+def transfer_table(checks: pd.DataFrame) -> pd.DataFrame:
+    """Detection of adaptive adversarial faces by the detector they were crafted against and
+    by every other detector of the session (transfer), per budget.
+
+    Returns:
+        Columns crafted_against, scored_by, budget (x/255), detection_rate, fr_success_kept.
+    """
+    adaptive = checks[checks["suite"] == "adaptive"]
+    prefix = "transfer_detection_"
+    rows = []
+    for _, row in adaptive.iterrows():
+        scored = {row["detector"]: row["detection_rate"]}
+        scored |= {
+            column.removeprefix(prefix): row[column]
+            for column in adaptive.columns
+            if column.startswith(prefix) and pd.notna(row[column])
+        }
+        rows += [
+            {
+                "crafted_against": row["detector"],
+                "scored_by": name,
+                "budget": int(row["severity"]),
+                "detection_rate": float(rate),
+                "fr_success_kept": float(row["fr_success_kept"]),
+            }
+            for name, rate in scored.items()
+        ]
+    if not rows:
+        return pd.DataFrame()
+    return pd.DataFrame(rows).sort_values(["crafted_against", "scored_by", "budget"])
+
+
 def plot_adaptive(checks: pd.DataFrame, path: Path) -> Path:
-    """Detection rate of adaptive adversarial faces vs the attacker's L-inf budget."""
+    """Detection rate and FR success of adaptive adversarial faces vs the L-inf budget."""
     data = checks[checks["suite"] == "adaptive"].sort_values("severity")
-    figure, axis = plt.subplots(figsize=(5.5, 4))
-    sns.lineplot(data=data, x="severity", y="detection_rate", hue="detector", marker="o", ax=axis)
-    axis.set(
-        xlabel="attacker budget (L-inf, x/255)",
-        ylabel="adversarial faces detected (dev threshold)",
-        ylim=(0, 1.02),
-        title="adaptive attacker with EOT",
-    )
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for axis, column, label in (
+        (axes[0], "detection_rate", "adversarial faces detected (dev threshold)"),
+        (axes[1], "fr_success_kept", "faces still fooling the FR model"),
+    ):
+        sns.lineplot(data=data, x="severity", y=column, hue="detector", marker="o", ax=axis)
+        axis.set(xlabel="attacker budget (L-inf, x/255)", ylabel=label, ylim=(0, 1.02))
+        axis.set_xscale("symlog", linthresh=1)
+        budgets = sorted(data["severity"].unique())
+        axis.set_xticks(budgets, [str(b) for b in budgets])
+    attacks = data["attack"].dropna() if "attack" in data else pd.Series(dtype=str)
+    settings = f" ({attacks.iloc[0]})" if len(attacks) else ""
+    figure.suptitle(f"adaptive attacker with EOT{settings}")
     figure.tight_layout()
     atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=120))
     plt.close(figure)
@@ -175,6 +213,7 @@ def write_results(
     tables = {
         COMPARISON_NAME: auc_comparison(current, *compare),
         SUMMARY_NAME: severity_summary(current),
+        TRANSFER_NAME: transfer_table(current),
     }
     for name, table in tables.items():
         if not table.empty:
