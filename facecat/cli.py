@@ -3,87 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from facecat import __version__
-from facecat.adversarial_faces import (
-    AdversarialFaces,
-    adversarial_contact_sheet,
-    bundled_test_faces,
-    craft,
-    create_recognizer,
-    landmarks_tensor,
-    pick_targets,
-    protocol_generators,
-    save_image,
-    success_table,
-)
-from facecat.bona_fide import bundled_manifest
-from facecat.checkpoints import CheckpointError, atomic_write
-from facecat.config import ConfigError, FaceCatConfig, read_config_dict
-from facecat.crop import crop_faces
-from facecat.demo import write_lfw_manifest
-from facecat.distributed import join_process_group
-from facecat.evaluate import evaluate_detector
-from facecat.landmarks import FaceDetector, LandmarkError
-from facecat.manifest import (
-    ImageLoadError,
-    ManifestError,
-    load_images,
-    read_manifest,
-    write_manifest,
-)
-from facecat.metrics import MetricsError
-from facecat.photo_decisions import decide_files
-from facecat.pretrain import PretrainConfig, pretrain_fdm
-from facecat.protocol import (
-    ADVERSARIAL_TYPES,
-    MANIFEST_NAME,
-    build_embedded,
-    counts,
-    pa_contact_sheet,
-)
-from facecat.registry import (
-    create_detector,
-    list_detectors,
-    load_detector,
-    pick_device,
-    read_detector_header,
-    resolve_detector_path,
-)
-from facecat.reproduce import run_block_ablation, run_main_job, run_probe_job, run_seed_study
-from facecat.shipped import SHIPPED_DIR, ship_detectors, shipped_table
-from facecat.siw_mv2 import write_siw_mv2_manifest
-from facecat.text import TextEncoderError
-from facecat.training import train_detector
+from facecat.paths import SHIPPED_DIR
+
+if TYPE_CHECKING:
+    from facecat.adversarial_faces import AdversarialFaces
 
 log = logging.getLogger("facecat")
 
-USER_ERRORS = (
-    CheckpointError,
-    ConfigError,
-    LandmarkError,
-    ManifestError,
-    ImageLoadError,
-    MetricsError,
-    TextEncoderError,
-    FileNotFoundError,
-    FloatingPointError,
-    ValueError,
-    KeyError,
-    RuntimeError,
-)
+#: Built-in exceptions that main() reports as user errors (facecat's own: _is_user_error).
+_BUILTIN_USER_ERRORS = (FileNotFoundError, FloatingPointError, ValueError, KeyError, RuntimeError)
 
 
 def cmd_models(args: argparse.Namespace) -> None:
+    from facecat.config import read_config_dict
+    from facecat.registry import list_detectors
+    from facecat.shipped import shipped_table
+
     print("detector configs (create_detector(name), facecat train --model name):")
     for name in list_detectors():
         print(f"  {name:20s} {read_config_dict(name).get('description', '')}")
@@ -99,6 +44,9 @@ def cmd_models(args: argparse.Namespace) -> None:
 
 
 def cmd_ship_detectors(args: argparse.Namespace) -> None:
+    from facecat.registry import pick_device
+    from facecat.shipped import ship_detectors
+
     for path in ship_detectors(
         args.out,
         cache_dir=args.cache_dir,
@@ -110,6 +58,11 @@ def cmd_ship_detectors(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from facecat.distributed import join_process_group
+    from facecat.manifest import read_manifest
+    from facecat.registry import create_detector, pick_device
+    from facecat.training import train_detector
+
     manifest = read_manifest(args.manifest)
     overrides = json.loads(args.set) if args.set else {}
     detector = create_detector(
@@ -143,6 +96,11 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
+    from facecat.checkpoints import atomic_write
+    from facecat.evaluate import evaluate_detector
+    from facecat.manifest import read_manifest
+    from facecat.registry import load_detector, pick_device
+
     detector = load_detector(args.detector, device=pick_device(args.device))
     manifest = read_manifest(args.manifest)
     table, scores = evaluate_detector(
@@ -170,6 +128,11 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    from facecat.checkpoints import atomic_write
+    from facecat.landmarks import FaceDetector
+    from facecat.photo_decisions import decide_files
+    from facecat.registry import load_detector, pick_device
+
     device = pick_device(args.device)
     detector = load_detector(args.detector, device=device)
     threshold = args.threshold
@@ -205,6 +168,12 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain_fdm(args: argparse.Namespace) -> None:
+    from facecat.bona_fide import bundled_manifest
+    from facecat.config import FaceCatConfig, read_config_dict
+    from facecat.manifest import read_manifest
+    from facecat.pretrain import PretrainConfig, pretrain_fdm
+    from facecat.registry import pick_device
+
     config = FaceCatConfig.from_dict(read_config_dict(args.model))
     if args.real_manifest == "none":
         photos = []
@@ -236,17 +205,24 @@ def cmd_pretrain_fdm(args: argparse.Namespace) -> None:
 
 
 def cmd_demo_data(args: argparse.Namespace) -> None:
+    from facecat.demo import write_lfw_manifest
+
     manifest = write_lfw_manifest(Path(args.out), size=args.size)
     print(f"wrote {manifest}")
 
 
 def _adversarial_generators(args: argparse.Namespace) -> dict[str, AdversarialFaces]:
+    from facecat.adversarial_faces import protocol_generators
+    from facecat.registry import pick_device
+
     if args.no_adversarial:
         return {}
     return protocol_generators(args.fr, str(pick_device(args.device)))
 
 
 def cmd_data_build(args: argparse.Namespace) -> None:
+    from facecat.protocol import MANIFEST_NAME, build_embedded
+
     protocol = build_embedded(
         args.cache_dir,
         seed=args.seed,
@@ -257,10 +233,15 @@ def cmd_data_build(args: argparse.Namespace) -> None:
 
 
 def cmd_data_show(args: argparse.Namespace) -> None:
+    from facecat.protocol import pa_contact_sheet
+
     print(f"wrote {pa_contact_sheet(args.out, faces=args.faces, seed=args.seed)}")
 
 
 def cmd_data_stats(args: argparse.Namespace) -> None:
+    from facecat.manifest import read_manifest
+    from facecat.protocol import build_embedded, counts
+
     if args.manifest:
         manifest = read_manifest(args.manifest)
     else:
@@ -271,6 +252,8 @@ def cmd_data_stats(args: argparse.Namespace) -> None:
 
 
 def cmd_data_siw_mv2(args: argparse.Namespace) -> None:
+    from facecat.siw_mv2 import write_siw_mv2_manifest
+
     out = write_siw_mv2_manifest(
         args.root,
         args.train_list,
@@ -285,6 +268,8 @@ def cmd_data_siw_mv2(args: argparse.Namespace) -> None:
 
 
 def cmd_crop(args: argparse.Namespace) -> None:
+    from facecat.crop import crop_faces
+
     out = crop_faces(
         [Path(p) for p in args.inputs],
         args.out,
@@ -296,6 +281,19 @@ def cmd_crop(args: argparse.Namespace) -> None:
 
 
 def cmd_attack(args: argparse.Namespace) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from facecat.adversarial_faces import (
+        craft,
+        create_recognizer,
+        landmarks_tensor,
+        pick_targets,
+        save_image,
+    )
+    from facecat.manifest import load_images, read_manifest, write_manifest
+    from facecat.registry import pick_device
+
     manifest = read_manifest(args.manifest)
     if args.split:
         manifest = manifest.split(args.split)
@@ -343,6 +341,16 @@ def cmd_attack(args: argparse.Namespace) -> None:
 
 
 def cmd_attack_table(args: argparse.Namespace) -> None:
+    from facecat.adversarial_faces import (
+        adversarial_contact_sheet,
+        bundled_test_faces,
+        create_recognizer,
+        success_table,
+    )
+    from facecat.checkpoints import atomic_write
+    from facecat.protocol import ADVERSARIAL_TYPES
+    from facecat.registry import pick_device
+
     recognizer = create_recognizer(args.fr, pick_device(args.device))
     images, landmarks, subjects, _ = bundled_test_faces(args.faces)
     types = tuple(args.types.split(",")) if args.types else ADVERSARIAL_TYPES
@@ -362,6 +370,9 @@ def cmd_attack_table(args: argparse.Namespace) -> None:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
+    from facecat.registry import pick_device
+    from facecat.reproduce import run_main_job
+
     table = run_main_job(
         args.out,
         cache_dir=args.cache_dir,
@@ -376,6 +387,9 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
 
 
 def cmd_seeds(args: argparse.Namespace) -> None:
+    from facecat.registry import pick_device
+    from facecat.reproduce import run_seed_study
+
     table = run_seed_study(
         _int_list(args.seeds, "--seeds"),
         args.out,
@@ -389,6 +403,9 @@ def cmd_seeds(args: argparse.Namespace) -> None:
 
 
 def cmd_ablate_blocks(args: argparse.Namespace) -> None:
+    from facecat.registry import pick_device
+    from facecat.reproduce import run_block_ablation
+
     try:
         block_sets = tuple(tuple(int(b) for b in text.split(",")) for text in args.blocks)
     except ValueError as error:
@@ -417,6 +434,9 @@ def _int_list(text: str, what: str) -> tuple[int, ...]:
 
 
 def cmd_probe(args: argparse.Namespace) -> None:
+    from facecat.registry import pick_device
+    from facecat.reproduce import run_probe_job
+
     table = run_probe_job(
         args.out,
         manifest=args.manifest,
@@ -440,6 +460,8 @@ def cmd_probe(args: argparse.Namespace) -> None:
 
 
 def cmd_info(args: argparse.Namespace) -> None:
+    from facecat.registry import read_detector_header, resolve_detector_path
+
     header = read_detector_header(resolve_detector_path(args.detector))
     print(
         json.dumps(
@@ -454,17 +476,36 @@ def cmd_info(args: argparse.Namespace) -> None:
     )
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Help with each option's default, unless it is None, False or the help text states it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default is None or action.default is False:
+            return text
+        return super()._get_help_string(action).strip()
+
+    def _format_action(self, action: argparse.Action) -> str:
+        text = self._get_help_string(action)
+        if not action.help and text:
+            action = copy.copy(action)
+            action.help = text
+        return super()._format_action(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``facecat`` command."""
     parser = argparse.ArgumentParser(
-        prog="facecat", description="Face anti-spoofing and adversarial-face detection."
+        prog="facecat",
+        description="Face anti-spoofing and adversarial-face detection.",
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--version", action="version", version=f"facecat {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, handler: Callable[[argparse.Namespace], None], text: str):
-        command = sub.add_parser(name, help=text, description=text)
+        command = sub.add_parser(name, help=text, description=text, formatter_class=_HelpFormatter)
         command.set_defaults(handler=handler)
         return command
 
@@ -595,14 +636,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("out", help="output folder")
     demo.add_argument("--size", type=int, default=64, help="image side length")
 
-    data = sub.add_parser("data", help="the embedded protocol: build, show, stats")
+    data = sub.add_parser(
+        "data", help="the embedded protocol: build, show, stats", formatter_class=_HelpFormatter
+    )
     data_sub = data.add_subparsers(dest="data_command", required=True)
     for name, handler, text in (
         ("build", cmd_data_build, "build (or reuse) the embedded protocol in the cache"),
         ("show", cmd_data_show, "contact sheet of the presentation-attack types"),
         ("stats", cmd_data_stats, "samples per attack type and split"),
     ):
-        command = data_sub.add_parser(name, help=text, description=text)
+        command = data_sub.add_parser(
+            name, help=text, description=text, formatter_class=_HelpFormatter
+        )
         command.set_defaults(handler=handler)
         command.add_argument("--seed", type=int, default=0, help="protocol seed")
         if name != "show":
@@ -623,7 +668,9 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub.choices["show"].add_argument("--faces", type=int, default=4)
     data_sub.choices["stats"].add_argument("--manifest", help="any manifest instead")
     siw = data_sub.add_parser(
-        "siw-mv2", help="manifest for SiW-Mv2 cropped frames and the authors' protocol lists"
+        "siw-mv2",
+        help="manifest for SiW-Mv2 cropped frames and the authors' protocol lists",
+        formatter_class=_HelpFormatter,
     )
     siw.set_defaults(handler=cmd_data_siw_mv2)
     siw.add_argument("--root", required=True, help="folder with Live/ and Spoof/ frames")
@@ -746,10 +793,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         status = args.handler(args)
-    except USER_ERRORS as error:
+    except Exception as error:
+        if not _is_user_error(error):
+            raise
         print(f"facecat {args.command}: error: {error}", file=sys.stderr)
         return 2
     return status or 0
+
+
+def _is_user_error(error: Exception) -> bool:
+    """Whether main() reports ``error`` in one line; facecat's classes are imported only here."""
+    if isinstance(error, _BUILTIN_USER_ERRORS):
+        return True
+    from facecat.checkpoints import CheckpointError
+    from facecat.config import ConfigError
+    from facecat.landmarks import LandmarkError
+    from facecat.manifest import ImageLoadError, ManifestError
+    from facecat.metrics import MetricsError
+    from facecat.text import TextEncoderError
+
+    return isinstance(
+        error,
+        (
+            CheckpointError,
+            ConfigError,
+            LandmarkError,
+            ManifestError,
+            ImageLoadError,
+            MetricsError,
+            TextEncoderError,
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ unpickling anything.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 from collections.abc import Callable
@@ -50,6 +51,8 @@ class DetectorKind(Protocol):
 
 
 _KINDS: dict[str, DetectorKind] = {}
+#: Modules registering the package's own kinds, imported whenever a kind is looked up.
+BUILTIN_KIND_MODULES = ("facecat.cdcn", "facecat.model")
 
 
 def register_kind(name: str) -> Callable[[type], type]:
@@ -62,7 +65,16 @@ def register_kind(name: str) -> Callable[[type], type]:
     return decorate
 
 
+def register_builtin_kinds() -> None:
+    """Import the modules of the package's own kinds; kinds registered before stay."""
+    registered = dict(_KINDS)
+    for module in BUILTIN_KIND_MODULES:
+        importlib.import_module(module)
+    _KINDS.update(registered)
+
+
 def _kind(name: str) -> DetectorKind:
+    register_builtin_kinds()
     if name not in _KINDS:
         raise KeyError(f"unknown detector kind {name!r}; registered: {sorted(_KINDS)}")
     return _KINDS[name]

@@ -15,13 +15,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from facecat.paths import SHIPPED_DIR
 from facecat.protocol import default_cache_dir
 from facecat.provenance import provenance
 from facecat.registry import load_detector, read_detector_header, save_detector, shipped_detectors
 from facecat.reproduce import VARIANTS, Progress, embedded_p1, train_variant
 
-#: The packaged folder of shipped detectors.
-SHIPPED_DIR = Path(__file__).resolve().parent / "data" / "detectors"
 #: The main-job variants that ship: FaceCat with text guidance and the CDCN baseline.
 SHIPPED_VARIANTS = (VARIANTS[0], VARIANTS[-1])
 

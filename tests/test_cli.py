@@ -1,8 +1,10 @@
-"""The facecat command end to end: train 2 epochs, eval to CSV, score, info, errors."""
+"""The facecat command end to end: train 2 epochs, eval to CSV, score, info, errors, help."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -143,3 +145,35 @@ def test_version_prints_the_package_version(capsys):
         main(["--version"])
     assert exit_.value.code == 0
     assert capsys.readouterr().out.strip() == f"facecat {facecat.__version__}"
+
+
+HELP_SCRIPT = """
+import sys
+from facecat.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print("heavy:" + ",".join(m for m in ("torch", "pandas", "numpy") if m in sys.modules))
+"""
+
+
+@pytest.mark.parametrize(
+    ("argv", "shown"),
+    [
+        (["--help"], "{models,ship-detectors,"),
+        (["score", "--help"], "(default: 10)"),
+        (["reproduce", "--help"], "(default: results)"),
+    ],
+)
+def test_help_imports_no_heavy_module_and_shows_defaults(argv, shown):
+    result = subprocess.run(
+        [sys.executable, "-c", HELP_SCRIPT, *argv],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    heavy = result.stdout.splitlines()[-1].removeprefix("heavy:")
+    assert not heavy, f"facecat {' '.join(argv)} imported {heavy}"
+    assert shown in result.stdout
