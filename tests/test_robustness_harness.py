@@ -25,6 +25,7 @@ from facecat.robustness.report import (
     CHECKS_NAME,
     COMPARISON_NAME,
     SUMMARY_NAME,
+    UNSEEN_NAME,
     auc_comparison,
     merge_records,
     transfer_table,
@@ -142,6 +143,34 @@ def test_records_without_a_protocol_column_are_kept_as_unknown():
     )
     merged = merge_records(old, [_record("cdcn", "jpeg", 1, 0.6)])
     assert sorted(merged["protocol"]) == ["embedded-1", "unknown"]
+
+
+def test_unseen_summary_groups_held_out_types_by_family(tmp_path):
+    def unseen(detector, case, auc):
+        return {
+            "protocol": "embedded-1",
+            "id": f"{detector}-unseen-{case}",
+            "detector": detector,
+            "suite": "unseen",
+            "case": case,
+            "severity": 0,
+            "auc": auc,
+            "auc_ci_low": auc - 0.1,
+            "auc_ci_high": auc + 0.05,
+        }
+
+    records = [
+        unseen("facecat", "Replay", 0.9),
+        unseen("facecat", "Mask_Silicone", 0.7),
+        unseen("facecat", "PGD_Dodging", 0.8),
+    ]
+    written = write_results(records, tmp_path, compare=("facecat", "cdcn"))
+    summary = pd.read_csv(tmp_path / UNSEEN_NAME).set_index("family")
+    assert summary.loc["presentation", "n_types"] == 2
+    assert summary.loc["presentation", "mean_auc"] == pytest.approx(0.8)
+    assert summary.loc["presentation", "worst_type"] == "Mask_Silicone"
+    assert summary.loc["adversarial", "min_auc"] == pytest.approx(0.8)
+    assert (tmp_path / "unseen.png") in written
 
 
 def test_auc_comparison_needs_both_detectors():

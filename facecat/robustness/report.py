@@ -25,11 +25,13 @@ import pandas as pd
 import seaborn as sns
 
 from facecat.checkpoints import atomic_write
+from facecat.protocol import attack_family
 
 CHECKS_NAME = "checks.csv"
 COMPARISON_NAME = "auc_comparison.csv"
 SUMMARY_NAME = "severity_summary.csv"
 TRANSFER_NAME = "adaptive_transfer.csv"
+UNSEEN_NAME = "unseen_summary.csv"
 #: Records of older versions carry no protocol column.
 UNKNOWN_PROTOCOL = "unknown"
 SORT_COLUMNS = ["protocol", "suite", "case", "severity", "detector"]
@@ -166,6 +168,45 @@ def transfer_table(checks: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values(["crafted_against", "scored_by", "budget"])
 
 
+def unseen_summary(checks: pd.DataFrame) -> pd.DataFrame:
+    """Leave-one-type-out AUC per detector and family: presentation attacks (the paper's
+    protocol 2) and adversarial faces (protocol 3), over the held-out types run so far.
+
+    Returns:
+        Columns detector, family, n_types, mean_auc, min_auc, worst_type.
+    """
+    unseen = checks[checks["suite"] == "unseen"]
+    rows = []
+    for (detector, family), part in unseen.groupby(
+        ["detector", unseen["case"].map(attack_family)], sort=True
+    ):
+        worst = part.loc[part["auc"].idxmin()]
+        rows.append(
+            {
+                "detector": detector,
+                "family": family,
+                "n_types": len(part),
+                "mean_auc": float(part["auc"].mean()),
+                "min_auc": float(worst["auc"]),
+                "worst_type": worst["case"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def plot_unseen(checks: pd.DataFrame, path: Path) -> Path:
+    """Heat map of the leave-one-type-out AUC: held-out type x detector."""
+    unseen = checks[checks["suite"] == "unseen"]
+    grid = unseen.pivot_table(index="case", columns="detector", values="auc")
+    figure, axis = plt.subplots(figsize=(2.5 + 1.2 * grid.shape[1], 0.3 * len(grid) + 1.5))
+    sns.heatmap(grid, annot=True, fmt=".2f", vmin=0.5, vmax=1, cmap="rocket", ax=axis)
+    axis.set(xlabel="detector", ylabel="held-out type", title="unseen attack types: test AUC")
+    figure.tight_layout()
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=120))
+    plt.close(figure)
+    return path
+
+
 def plot_adaptive(checks: pd.DataFrame, path: Path) -> Path:
     """Detection rate and FR success of adaptive adversarial faces vs the L-inf budget."""
     data = checks[checks["suite"] == "adaptive"].sort_values("severity")
@@ -214,6 +255,7 @@ def write_results(
         COMPARISON_NAME: auc_comparison(current, *compare),
         SUMMARY_NAME: severity_summary(current),
         TRANSFER_NAME: transfer_table(current),
+        UNSEEN_NAME: unseen_summary(current),
     }
     for name, table in tables.items():
         if not table.empty:
@@ -221,6 +263,8 @@ def write_results(
             written.append(out_dir / name)
     for case in sorted(set(current.loc[current["suite"] == "transform", "case"])):
         written.append(plot_curve(current, case, out_dir / f"curve_{case}.png"))
+    if (current["suite"] == "unseen").any():
+        written.append(plot_unseen(current, out_dir / "unseen.png"))
     if (current["suite"] == "adaptive").any():
         written.append(plot_adaptive(current, out_dir / "adaptive.png"))
     return written
