@@ -5,7 +5,10 @@ One cache entry holds the flattened block features of an ordered list of images,
 covers the feature configuration (UNet architecture, diffusion steps, timesteps, blocks,
 noise seed, compute dtype), the backbone's weight digest and the content of every image file
 (SHA-256 of its bytes) with the resize policy. The sidecar also holds the SHA-256 of the
-``.npy`` file, checked on every read. An entry whose sidecar, key, shape, size or content
+``.npy`` file, checked on every read, and the digest of every image, so that a new list of
+images already extracted (a subset of a split, say a leave-one-type-out training split) is
+assembled from the rows of existing entries instead of running the backbone again; only
+images found in no entry are extracted. An entry whose sidecar, key, shape, size or content
 does not match (a file damaged or edited in place included) is rebuilt, never reused. Builds
 write to temporary files renamed into place, under a file lock, so a killed or concurrent run
 cannot leave a corrupted entry behind.
@@ -80,11 +83,17 @@ def feature_key(extractor: DiffusionFeatureExtractor, backbone_digest: str) -> s
     return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()
 
 
-def images_key(dataset: ImageFiles) -> str:
+def image_digests(dataset: ImageFiles) -> list[str]:
+    """Per-image keys: the resize policy and the SHA-256 of each file's bytes, in order."""
+    policy = f"{dataset.size}:{dataset.resize}:"
+    return [policy + file_digest(path) for path in dataset.paths]
+
+
+def images_key(dataset: ImageFiles, digests: Sequence[str] | None = None) -> str:
     """Key of the ordered image contents and the resize policy."""
     digest = hashlib.sha256(f"{dataset.size}:{dataset.resize}".encode())
-    for path in dataset.paths:
-        digest.update(file_digest(path).encode())
+    for item in digests or image_digests(dataset):
+        digest.update(item.rpartition(":")[2].encode())
     return digest.hexdigest()
 
 
@@ -151,7 +160,8 @@ class FeatureCache:
             Read-only array of shape (N, D) (a memory map).
         """
         fkey = feature_key(extractor, backbone_digest)
-        ikey = images_key(dataset)
+        digests = image_digests(dataset)
+        ikey = images_key(dataset, digests)
         width = sum(s.channels * s.resolution**2 for s in extractor.block_shapes())
         expected = {
             "feature_key": fkey,
@@ -178,28 +188,80 @@ class FeatureCache:
             rows = self._valid(data_path, meta_path, expected)
             if rows is not None:
                 log.info("feature cache hit: %s (%d images)", data_path.name, len(dataset))
+                if "image_digests" not in json.loads(meta_path.read_text()):
+                    _write_meta(meta_path, expected, data_path, digests)  # entries of old code
                 return rows
             meta_path.unlink(missing_ok=True)
-            log.info("extracting features of %d images into %s", len(dataset), data_path)
+            assembled, missing = self._reuse_rows(data_path.parent, expected, digests)
+            if not missing:
+                log.info("feature cache: %d images assembled from cached rows", len(dataset))
+                return assembled
+            log.info(
+                "extracting features of %d of %d images into %s (%d from cached rows)",
+                len(missing),
+                len(dataset),
+                data_path,
+                len(dataset) - len(missing),
+            )
 
             def write(tmp: Path) -> None:
                 out = _open_rows(tmp, expected, "w+")
+                out[:] = assembled
                 extract_into(
-                    out,
-                    extractor,
-                    dataset,
-                    (0, len(dataset)),
-                    batch_size,
-                    device,
-                    progress,
-                    num_workers,
+                    out, extractor, dataset, missing, batch_size, device, progress, num_workers
                 )
                 out.flush()
                 del out
 
             atomic_write(data_path, write)
-            _write_meta(meta_path, expected, data_path)
+            _write_meta(meta_path, expected, data_path, digests)
             return np.load(data_path, mmap_mode="r")
+
+    def _reuse_rows(
+        self, folder: Path, expected: dict, digests: list[str]
+    ) -> tuple[np.ndarray, list[int]]:
+        """Rows of ``digests`` copied from valid entries of the same features and dtype.
+
+        Entries are taken largest overlap first and verified (content digest included) before
+        any row is copied; rows found in none stay zero.
+
+        Returns:
+            The (N, D) rows and the indices of the images found in no entry.
+        """
+        rows = np.zeros(expected["shape"], dtype=expected["dtype"])
+        positions: dict[str, list[int]] = {}
+        for i, digest in enumerate(digests):
+            positions.setdefault(digest, []).append(i)
+        candidates = []
+        for meta_path in folder.glob(f"*-{expected['dtype']}.json"):
+            try:
+                meta = json.loads(meta_path.read_text())
+            except (OSError, ValueError):
+                continue
+            if not isinstance(meta, dict) or meta.get("feature_key") != expected["feature_key"]:
+                continue
+            sources = meta.get("image_digests")
+            if not isinstance(sources, list):
+                continue
+            overlap = len(positions.keys() & set(sources))
+            if overlap:
+                candidates.append((overlap, meta_path, meta))
+        found = np.zeros(len(digests), dtype=bool)
+        for _, meta_path, meta in sorted(candidates, key=lambda c: -c[0]):
+            if found.all():
+                break
+            own = {k: meta.get(k) for k in ("feature_key", "images_key", "shape", "dtype")}
+            if own["shape"] != [len(meta["image_digests"]), expected["shape"][1]]:
+                continue
+            source = self._valid(meta_path.with_suffix(".npy"), meta_path, own)
+            if source is None:
+                continue
+            for row, digest in enumerate(meta["image_digests"]):
+                for i in positions.get(digest, []):
+                    if not found[i]:
+                        rows[i] = source[row]
+                        found[i] = True
+        return rows, np.flatnonzero(~found).tolist()
 
     def _features_sharded(
         self,
@@ -239,7 +301,14 @@ class FeatureCache:
                 start, stop = first * batch_size, min(last * batch_size, len(dataset))
                 out = _open_rows(tmp, expected, "r+")
                 extract_into(
-                    out, extractor, dataset, (start, stop), batch_size, device, False, num_workers
+                    out,
+                    extractor,
+                    dataset,
+                    range(start, stop),
+                    batch_size,
+                    device,
+                    False,
+                    num_workers,
                 )
                 out.flush()
                 del out
@@ -255,9 +324,14 @@ class FeatureCache:
         return np.load(data_path, mmap_mode="r")
 
 
-def _write_meta(meta_path: Path, expected: dict, data_path: Path) -> None:
-    """Publish an entry's sidecar: its key plus the SHA-256 of the finished data file."""
+def _write_meta(
+    meta_path: Path, expected: dict, data_path: Path, digests: list[str] | None = None
+) -> None:
+    """Publish an entry's sidecar: its key, the SHA-256 of the finished data file and, when
+    given, the per-image digests that let later lists reuse its rows."""
     meta = {**expected, "data_sha256": file_digest(data_path)}
+    if digests is not None:
+        meta["image_digests"] = digests
     atomic_write(meta_path, lambda tmp: tmp.write_text(json.dumps(meta)))
 
 
@@ -273,19 +347,19 @@ def extract_into(
     out: np.ndarray,
     extractor: DiffusionFeatureExtractor,
     dataset: ImageFiles,
-    bounds: tuple[int, int],
+    indices: Sequence[int],
     batch_size: int,
     device: torch.device | str,
     progress: bool,
     num_workers: int = 0,
 ) -> None:
-    """Extract the features of images ``start..stop-1`` into the same rows of ``out``.
+    """Extract the features of the images at ``indices`` into the same rows of ``out``.
 
     Args:
         out: the (N, D) rows being filled (a memory map).
         extractor: the frozen feature extractor.
         dataset: all N images.
-        bounds: ``(start, stop)`` of the images to extract.
+        indices: positions of the images to extract (ascending).
         batch_size: extraction batch size.
         device: where the extractor runs.
         progress: show a progress bar.
@@ -298,22 +372,23 @@ def extract_into(
         FloatingPointError: non-finite features, naming the images and the first file.
     """
     device = torch.device(device)
-    start, stop = bounds
+    indices = list(indices)
     loader = DataLoader(
-        Subset(dataset, range(start, stop)),
+        Subset(dataset, indices),
         batch_size=batch_size,
         num_workers=num_workers,
         pin_memory=device.type == "cuda",
     )
-    row = start
+    done = 0
     bar = tqdm(loader, desc="extracting features", unit="batch", disable=not progress)
     for images in bar:
         images = images.to(device, non_blocking=True)
         rows = flatten_features(extractor(images)).cpu().numpy()
+        batch = indices[done : done + len(rows)]
         if not np.isfinite(rows).all():
             raise FloatingPointError(
-                f"non-finite features for images {row}..{row + len(rows) - 1} "
-                f"(first file: {dataset.paths[row]})"
+                f"non-finite features for images {batch[0]}..{batch[-1]} "
+                f"(first file: {dataset.paths[batch[0]]})"
             )
-        out[row : row + len(rows)] = rows
-        row += len(rows)
+        out[batch] = rows
+        done += len(rows)

@@ -49,18 +49,20 @@ def test_second_call_is_a_hit_and_memory_mapped(detector, images, tmp_path, capl
     np.testing.assert_array_equal(first, second)
 
 
-def test_changed_image_content_gets_a_new_entry(detector, images, tmp_path):
+def test_changed_image_content_is_not_served_the_old_rows(detector, images, tmp_path):
     cache = FeatureCache(tmp_path)
-    _rows(cache, detector, images)
+    first = np.array(_rows(cache, detector, images))
     copy_dir = tmp_path / "copy"
     copy_dir.mkdir()
     paths = [shutil.copy(p, copy_dir / p.name) for p in images.paths]
-    original = paths[0].read_bytes()
     paths[0].write_bytes(images.paths[1].read_bytes())
     changed = _rows(cache, detector, ImageFiles(paths, 32))
+    np.testing.assert_array_equal(changed[0], first[1])  # the rows of the content it now has
+    assert not np.array_equal(changed[0], first[0])
+    paths[0].write_bytes(b"\x89PNG" + images.paths[0].read_bytes()[4:] + b"x")  # new bytes
+    extended = _rows(cache, detector, ImageFiles(paths, 32))
     assert len(list(tmp_path.glob("*/*.npy"))) == 2
-    assert not np.array_equal(changed[0], _rows(cache, detector, images)[0])
-    assert original != paths[0].read_bytes()
+    np.testing.assert_allclose(extended[0], first[0], rtol=1e-5, atol=1e-5)
 
 
 def test_changed_weights_or_config_change_the_key(detector):
@@ -101,3 +103,47 @@ def test_float16_and_float32_entries_coexist(detector, images, tmp_path, caplog)
         rows("float16")
     assert "feature cache hit" in caplog.text and "rebuilding" not in caplog.text
     assert len(list(tmp_path.glob("*/*.npy"))) == 2
+
+
+def test_subset_of_cached_images_is_assembled_without_extracting(
+    detector, images, tmp_path, caplog
+):
+    cache = FeatureCache(tmp_path)
+    full = np.array(_rows(cache, detector, images))
+    chosen = [7, 2, 11, 2]
+    subset = ImageFiles([images.paths[i] for i in chosen], images.size)
+    with caplog.at_level(logging.INFO, logger="facecat.cache"):
+        rows = _rows(cache, detector, subset)
+    assert "assembled from cached rows" in caplog.text and "extracting" not in caplog.text
+    np.testing.assert_array_equal(rows, full[chosen])
+    assert len(list(tmp_path.glob("*/*.npy"))) == 1
+
+
+def test_partly_cached_list_extracts_only_the_new_images(detector, images, tmp_path, caplog):
+    cache = FeatureCache(tmp_path)
+    first = ImageFiles(images.paths[:8], images.size)
+    _rows(cache, detector, first)
+    mixed = ImageFiles(images.paths[4:], images.size)
+    with caplog.at_level(logging.INFO, logger="facecat.cache"):
+        rows = np.array(_rows(cache, detector, mixed))
+    assert "extracting features of 4 of 8 images" in caplog.text
+    batch = torch.stack([mixed[i] for i in range(len(mixed))])
+    direct = flatten_features(detector.extractor(batch)).numpy()
+    np.testing.assert_allclose(rows, direct, rtol=1e-5, atol=1e-5)
+    with caplog.at_level(logging.INFO, logger="facecat.cache"):
+        np.testing.assert_array_equal(_rows(cache, detector, mixed), rows)
+    assert "feature cache hit" in caplog.text
+
+
+def test_damaged_entry_lends_no_rows(detector, images, tmp_path, caplog):
+    cache = FeatureCache(tmp_path)
+    good = np.array(_rows(cache, detector, images))
+    (data,) = tmp_path.glob("*/*.npy")
+    damaged = np.load(data)
+    damaged[:] = 0
+    np.save(data, damaged)
+    subset = ImageFiles(images.paths[:3], images.size)
+    with caplog.at_level(logging.INFO, logger="facecat.cache"):
+        rows = _rows(cache, detector, subset)
+    assert "content changed" in caplog.text and "extracting features of 3 of 3" in caplog.text
+    np.testing.assert_allclose(rows, good[:3], rtol=1e-5, atol=1e-5)

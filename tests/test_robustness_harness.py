@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from facecat.adversarial_faces import bundled_test_faces, create_recognizer
+from facecat.evaluate import score_files
+from facecat.manifest import read_manifest
 from facecat.protocol import ATTACK_TYPES
 from facecat.registry import create_detector
 from facecat.robustness.adaptive import AttackSettings, adaptive_attack, differentiable_scores
@@ -20,6 +24,7 @@ from facecat.robustness.checks import (
     transform_checks,
     unseen_checks,
 )
+from facecat.robustness.detectors import HOLD_OUT_EPOCHS, DetectorPool
 from facecat.robustness.harness import Harness
 from facecat.robustness.report import (
     CHECKS_NAME,
@@ -303,3 +308,29 @@ def test_detector_without_gradients_is_refused():
 def test_harness_scores_only_the_dev_or_the_test_split() -> None:
     with pytest.raises(ValueError, match="split must be 'test' or 'dev', got 'train'"):
         Harness(None, Criteria([]), split="train")
+
+
+def test_hold_outs_reuse_cached_features_and_score_as_the_images(lfw_manifest, tmp_path, caplog):
+    manifest = read_manifest(lfw_manifest)
+    pool = DetectorPool(
+        manifest, tmp_path / "runs", tmp_path / "features", device=torch.device("cpu"), epochs=5
+    )
+    pool.detector("facecat")  # trained on every type: extracts the train and dev features
+    with caplog.at_level(logging.INFO, logger="facecat.cache"):
+        held_out = pool.detector("facecat", held_out="Replay")
+    assert "assembled from cached rows" in caplog.text and "extracting" not in caplog.text
+    test = pool.held_out_manifest("Replay").split("test")
+    assert set(test.attack_types) == {"Live", "Replay"}
+    cached = pool.file_scores(held_out, test)
+    direct = score_files(held_out, test.paths, size=held_out.image_size)
+    np.testing.assert_allclose(cached, direct, rtol=1e-4, atol=1e-5)
+
+
+def test_hold_out_schedule_applies_to_cdcn_hold_outs_only(lfw_manifest, tmp_path):
+    manifest = read_manifest(lfw_manifest)
+    pool = DetectorPool(manifest, tmp_path, tmp_path, device=torch.device("cpu"))
+    assert pool.training_epochs("cdcn", "Paper") == HOLD_OUT_EPOCHS["cdcn"] < 8
+    assert pool.training_epochs("cdcn", None) is None  # the config's 8 epochs
+    assert pool.training_epochs("facecat", "Paper") is None
+    override = DetectorPool(manifest, tmp_path, tmp_path, device=torch.device("cpu"), epochs=3)
+    assert override.training_epochs("cdcn", "Paper") == 3

@@ -30,7 +30,7 @@ from torch import Tensor
 from facecat import metrics
 from facecat.adversarial_faces import create_recognizer
 from facecat.attacks import parse_adversarial_type
-from facecat.evaluate import evaluate_detector, evaluate_scores
+from facecat.evaluate import evaluate_scores
 from facecat.manifest import load_images
 from facecat.protocol import ADVERSARIAL_TYPES
 from facecat.robustness.adaptive import AttackSettings, adaptive_attack, differentiable_scores
@@ -149,14 +149,16 @@ class Harness:
 
     def _unseen(self, check: Check) -> dict[str, Any]:
         detector = self.pool.detector(check.detector, held_out=check.case)
-        table, _ = evaluate_detector(
-            detector,
-            self.pool.held_out_manifest(check.case),
-            size=detector.image_size,
-            device=self.pool.device,
+        manifest = self.pool.held_out_manifest(check.case)
+        dev, test = manifest.split("dev"), manifest.split("test")
+        return evaluate_scores(
+            self.pool.file_scores(detector, dev),
+            dev.labels,
+            self.pool.file_scores(detector, test),
+            test.labels,
+            test.attack_types,
             n_boot=self.n_boot,
         )
-        return table.iloc[0].drop("detector").to_dict()
 
     def _adaptive(self, check: Check) -> dict[str, Any]:
         detector = self.pool.detector(check.detector)
