@@ -21,7 +21,6 @@ Every CDC but the last is followed by BatchNorm and ReLU.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -30,8 +29,9 @@ from torch import Tensor, nn
 
 from facecat.checkpoints import load_strict
 from facecat.config import parse_dataclass
+from facecat.device import pick_device
 from facecat.manifest import ImageBatchError, check_image_batch
-from facecat.registry import pick_device, register_kind
+from facecat.registry import register_kind
 
 DEPTH_STRIDE = 8
 BLOCK_MULTIPLIERS = (1.6, 1.2, 1.4)
@@ -349,15 +349,14 @@ def cdcn_loss(pred: Tensor, target: Tensor) -> Tensor:
 
 @register_kind("cdcn")
 class CDCNKind:
-    """Builds :class:`CDCN` detectors for the registry."""
+    """Builds :class:`CDCN` detectors for the registry (no pretrained parts to load)."""
+
+    options = frozenset({"seed", "device"})
 
     def create(
         self,
         config: dict[str, Any],
         *,
-        unet_weights: str | Path | None = None,
-        text_weights: str | Path | None = None,
-        resnet_weights: str | Path | None = None,
         seed: int = 0,
         device: str | torch.device | None = None,
     ) -> CDCN:
@@ -365,26 +364,9 @@ class CDCNKind:
 
         Args:
             config: config dict (see ``facecat/configs/detectors/cdcn*.json``).
-            unet_weights: must be None (CDCN has no pretrained parts).
-            text_weights: must be None.
-            resnet_weights: must be None.
             seed: seed of the random initialisation.
             device: where the detector lives.
         """
-        given = [
-            name
-            for name, value in (
-                ("unet_weights", unet_weights),
-                ("text_weights", text_weights),
-                ("resnet_weights", resnet_weights),
-            )
-            if value is not None
-        ]
-        if given:
-            raise ValueError(
-                f"cdcn takes no {', '.join(given)}: it has no pretrained parts; train it with "
-                "facecat.train_cdcn.train_cdcn or load a saved detector file"
-            )
         cfg = CDCNConfig.from_dict(config)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)

@@ -44,7 +44,7 @@ def cmd_models(args: argparse.Namespace) -> None:
 
 
 def cmd_ship_detectors(args: argparse.Namespace) -> None:
-    from facecat.registry import pick_device
+    from facecat.device import pick_device
     from facecat.shipped import ship_detectors
 
     for path in ship_detectors(
@@ -58,9 +58,10 @@ def cmd_ship_detectors(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from facecat.device import pick_device
     from facecat.distributed import join_process_group
     from facecat.manifest import read_manifest
-    from facecat.registry import create_detector, pick_device
+    from facecat.registry import create_detector
     from facecat.training import train_detector
 
     manifest = read_manifest(args.manifest)
@@ -97,9 +98,10 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> None:
     from facecat.checkpoints import atomic_write
+    from facecat.device import pick_device
     from facecat.evaluate import evaluate_detector
     from facecat.manifest import read_manifest
-    from facecat.registry import load_detector, pick_device
+    from facecat.registry import load_detector
 
     detector = load_detector(args.detector, device=pick_device(args.device))
     manifest = read_manifest(args.manifest)
@@ -129,9 +131,10 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from facecat.checkpoints import atomic_write
+    from facecat.device import pick_device
     from facecat.landmarks import FaceDetector
     from facecat.photo_decisions import decide_files
-    from facecat.registry import load_detector, pick_device
+    from facecat.registry import load_detector
 
     device = pick_device(args.device)
     detector = load_detector(args.detector, device=device)
@@ -170,9 +173,9 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_pretrain_fdm(args: argparse.Namespace) -> None:
     from facecat.bona_fide import bundled_manifest
     from facecat.config import FaceCatConfig, read_config_dict
+    from facecat.device import pick_device
     from facecat.manifest import read_manifest
     from facecat.pretrain import PretrainConfig, pretrain_fdm
-    from facecat.registry import pick_device
 
     config = FaceCatConfig.from_dict(read_config_dict(args.model))
     if args.real_manifest == "none":
@@ -213,7 +216,7 @@ def cmd_demo_data(args: argparse.Namespace) -> None:
 
 def _adversarial_generators(args: argparse.Namespace) -> dict[str, AdversarialFaces]:
     from facecat.adversarial_faces import protocol_generators
-    from facecat.registry import pick_device
+    from facecat.device import pick_device
 
     if args.no_adversarial:
         return {}
@@ -291,8 +294,8 @@ def cmd_attack(args: argparse.Namespace) -> None:
         pick_targets,
         save_image,
     )
+    from facecat.device import pick_device
     from facecat.manifest import load_images, read_manifest, write_manifest
-    from facecat.registry import pick_device
 
     manifest = read_manifest(args.manifest)
     if args.split:
@@ -348,8 +351,8 @@ def cmd_attack_table(args: argparse.Namespace) -> None:
         success_table,
     )
     from facecat.checkpoints import atomic_write
+    from facecat.device import pick_device
     from facecat.protocol import ADVERSARIAL_TYPES
-    from facecat.registry import pick_device
 
     recognizer = create_recognizer(args.fr, pick_device(args.device))
     images, landmarks, subjects, _ = bundled_test_faces(args.faces)
@@ -370,7 +373,7 @@ def cmd_attack_table(args: argparse.Namespace) -> None:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
-    from facecat.registry import pick_device
+    from facecat.device import pick_device
     from facecat.reproduce import run_main_job
 
     table = run_main_job(
@@ -387,7 +390,7 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
 
 
 def cmd_seeds(args: argparse.Namespace) -> None:
-    from facecat.registry import pick_device
+    from facecat.device import pick_device
     from facecat.reproduce import run_seed_study
 
     table = run_seed_study(
@@ -403,7 +406,7 @@ def cmd_seeds(args: argparse.Namespace) -> None:
 
 
 def cmd_ablate_blocks(args: argparse.Namespace) -> None:
-    from facecat.registry import pick_device
+    from facecat.device import pick_device
     from facecat.reproduce import run_block_ablation
 
     try:
@@ -434,7 +437,7 @@ def _int_list(text: str, what: str) -> tuple[int, ...]:
 
 
 def cmd_probe(args: argparse.Namespace) -> None:
-    from facecat.registry import pick_device
+    from facecat.device import pick_device
     from facecat.reproduce import run_probe_job
 
     table = run_probe_job(

@@ -14,12 +14,13 @@ from torch import Tensor, nn
 
 from facecat.checkpoints import CheckpointError, load_state_dict_file, load_strict, state_digest
 from facecat.config import FaceCatConfig
+from facecat.device import pick_device
 from facecat.diffusion import GaussianDiffusion
 from facecat.features import DiffusionFeatureExtractor, unflatten_features
 from facecat.fusion import create_fusion
 from facecat.head import EmbeddingHead, create_head
 from facecat.manifest import check_image_batch
-from facecat.registry import pick_device, register_kind
+from facecat.registry import register_kind
 from facecat.text import class_weights, cosine_logits, create_text_encoder, load_prompt_set
 from facecat.unet import UNet
 
@@ -169,6 +170,8 @@ def _backbone_source(config: FaceCatConfig, unet_weights: str | Path | None) -> 
 @register_kind("facecat")
 class FaceCatKind:
     """Builds :class:`FaceCat` detectors for the registry."""
+
+    options = frozenset({"unet_weights", "text_weights", "resnet_weights", "seed", "device"})
 
     def create(
         self,

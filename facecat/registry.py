@@ -20,7 +20,6 @@ from typing import Any, Protocol, runtime_checkable
 
 import safetensors
 import safetensors.torch
-import torch
 from torch import Tensor, nn
 
 from facecat.checkpoints import CheckpointError, atomic_write
@@ -41,7 +40,13 @@ class Detector(Protocol):
 
 
 class DetectorKind(Protocol):
-    """Builds detectors of one kind from a config dict, fresh or from saved tensors."""
+    """Builds detectors of one kind from a config dict, fresh or from saved tensors.
+
+    ``options`` names the keyword arguments of its ``create`` (weights files, seed, device);
+    :func:`create_detector` passes those on and merges every other override into the config.
+    """
+
+    options: frozenset[str]
 
     def create(self, config: dict[str, Any], **options: Any) -> nn.Module: ...
 
@@ -91,19 +96,32 @@ def create_detector(name: str, **overrides: Any) -> nn.Module:
     Args:
         name: e.g. "facecat-ffhq256", "facecat-small", or a path to a JSON config.
         **overrides: config fields to replace (nested dicts merge, e.g.
-            ``features={"blocks": [5, 6]}``), plus the kind's options such as
-            ``unet_weights=``, ``text_weights=``, ``resnet_weights=``, ``seed=``.
+            ``features={"blocks": [5, 6]}``), plus the options its kind declares (FaceCat:
+            ``unet_weights=``, ``text_weights=``, ``resnet_weights=``, ``seed=``,
+            ``device=``; CDCN: ``seed=``, ``device=``).
 
     Returns:
         The detector module (in eval mode).
+
+    Raises:
+        ValueError: for an option of another kind (``unet_weights`` for CDCN).
     """
-    options = {k: overrides.pop(k) for k in list(overrides) if k in _OPTION_NAMES}
-    config = merge(read_config_dict(name), overrides)
-    detector = _kind(config.get("kind", "facecat")).create(config, **options)
+    config = read_config_dict(name)
+    kind_name = overrides.get("kind", config.get("kind", "facecat"))
+    kind = _kind(kind_name)
+    foreign = sorted(
+        k
+        for k in overrides
+        if k not in kind.options and any(k in other.options for other in _KINDS.values())
+    )
+    if foreign:
+        raise ValueError(
+            f"detector kind {kind_name!r} takes no {', '.join(foreign)}; its options: "
+            f"{', '.join(sorted(kind.options))}"
+        )
+    options = {k: overrides.pop(k) for k in list(overrides) if k in kind.options}
+    detector = kind.create(merge(config, overrides), **options)
     return detector.eval()
-
-
-_OPTION_NAMES = {"unet_weights", "text_weights", "resnet_weights", "seed", "device"}
 
 
 def save_detector(
@@ -214,13 +232,3 @@ def resolve_detector_path(path: str | Path) -> Path:
         f"no detector file {candidate} and no shipped detector of that name "
         f"(shipped: {', '.join(shipped) or 'none'})"
     )
-
-
-def pick_device(device: str | torch.device | None) -> torch.device:
-    """Resolve a device argument; "cuda" without a GPU raises a clear error."""
-    if device is None:
-        return torch.device("cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' requested but no CUDA device is available")
-    return device

@@ -19,7 +19,8 @@ from facecat.paths import SHIPPED_DIR
 from facecat.protocol import default_cache_dir
 from facecat.provenance import provenance
 from facecat.registry import load_detector, read_detector_header, save_detector, shipped_detectors
-from facecat.reproduce import VARIANTS, Progress, embedded_p1, train_variant
+from facecat.reproduce import Progress
+from facecat.variants import VARIANTS, embedded_p1, train_variant
 
 #: The main-job variants that ship: FaceCat with text guidance and the CDCN baseline.
 SHIPPED_VARIANTS = (VARIANTS[0], VARIANTS[-1])

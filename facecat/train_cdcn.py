@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from facecat.cache import ImageFiles
 from facecat.cdcn import CDCN, CDCNTrainConfig, cdcn_loss
 from facecat.checkpoints import load_training_state, save_training_state
+from facecat.evaluate import score_files
 from facecat.manifest import ImageLoadError, Manifest
 from facecat.pseudo_depth import depth_targets
 from facecat.train import CHECKPOINT_NAME, TrainResult, finish_run, record_epoch
@@ -122,21 +123,6 @@ class DepthSupervision:
         return depth_targets(labels, landmarks, self.image_size, self.depth_size, maps)
 
 
-def score_images(
-    detector: CDCN, images: ImageFiles, batch_size: int, device: torch.device
-) -> Tensor:
-    """P(real) of every image of a split, in batches.
-
-    Shape:
-        -> (N,)
-    """
-    parts = [
-        detector.scores(torch.stack([images[i] for i in range(start, stop)]).to(device)).cpu()
-        for start, stop in _spans(len(images), batch_size)
-    ]
-    return torch.cat(parts)
-
-
 def _spans(n: int, batch_size: int) -> list[tuple[int, int]]:
     return [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
 
@@ -199,7 +185,6 @@ def train_cdcn(
     size = detector.image_size
     supervision = DepthSupervision(train, size, detector.depth_size)
     train_images = ImageFiles(train.paths, size)
-    dev_images = ImageFiles(dev.paths, size)
     detector.to(device)
     optimizer = torch.optim.Adam(
         detector.parameters(), lr=config.lr, weight_decay=config.weight_decay
@@ -242,7 +227,9 @@ def train_cdcn(
             optimizer.step()
             losses.append(loss.item())
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
-        dev_scores = score_images(detector, dev_images, config.batch_size, device).numpy()
+        dev_scores = score_files(
+            detector, dev.paths, size=size, batch_size=config.batch_size, device=device
+        )
         record_epoch(state, epoch, losses, dev_scores, dev.labels, detector, optimizer)
         save_training_state(checkpoint_path, run_key, state, detector, optimizer)
         if on_epoch_end is not None:

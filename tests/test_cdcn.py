@@ -204,7 +204,7 @@ def test_exception_scores_rejects_bad_input(tiny, images, match):
 
 
 def test_exception_cdcn_takes_no_pretrained_weights():
-    with pytest.raises(ValueError, match="cdcn takes no unet_weights"):
+    with pytest.raises(ValueError, match="kind 'cdcn' takes no unet_weights"):
         create_detector("cdcn", unet_weights="x")
 
 

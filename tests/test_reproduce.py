@@ -15,11 +15,10 @@ from facecat.reproduce import (
     COMPARISON_NAME,
     PER_TYPE_NAME,
     SCORES_NAME,
-    Variant,
     run_main_job,
-    train_variant,
 )
 from facecat.train import CHECKPOINT_NAME
+from facecat.variants import Variant, train_variant
 
 VARIANTS = (
     Variant("FaceCat", "facecat-tiny"),

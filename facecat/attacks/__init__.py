@@ -23,7 +23,6 @@ from facecat.attacks.regions import REGIONS, eyeglass_mask, facemask_mask, stick
 from facecat.attacks.registry import (
     ATTACKS,
     adversarial_type,
-    adversarial_types,
     create_attack,
     parse_adversarial_type,
     register_attack,
@@ -45,7 +44,6 @@ __all__ = [
     "PatchAttack",
     "Sticker",
     "adversarial_type",
-    "adversarial_types",
     "attack_gain",
     "attack_success",
     "create_attack",

@@ -1,7 +1,8 @@
-"""Attack registry and the adversarial type names of the protocol.
+"""Attack registry and the conversion between attacks and the protocol's type names.
 
 Attacks register under their method name (``"PGD"``); the protocol's 14 adversarial types
-are ``f"{name}_{Mode}"`` with Mode "Dodging" or "Impersonation" (``"PGD_Impersonation"``).
+(listed once, in :data:`facecat.protocol.ADVERSARIAL_TYPES`) are ``f"{name}_{Mode}"`` with
+Mode "Dodging" or "Impersonation" (``"PGD_Impersonation"``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from facecat.face_recognition import FaceRecognizer
 __all__ = [
     "ATTACKS",
     "adversarial_type",
-    "adversarial_types",
     "create_attack",
     "parse_adversarial_type",
     "register_attack",
@@ -69,11 +69,6 @@ def adversarial_type(name: str, mode: str) -> str:
     if name not in ATTACKS:
         raise ValueError(f"unknown attack {name!r}; registered: {sorted(ATTACKS)}")
     return f"{name}_{check_mode(mode).capitalize()}"
-
-
-def adversarial_types() -> tuple[str, ...]:
-    """All type names of the registered attacks, each as dodging then impersonation."""
-    return tuple(adversarial_type(name, mode) for name in ATTACKS for mode in MODES)
 
 
 def parse_adversarial_type(attack_type: str) -> tuple[str, str]:

@@ -29,8 +29,8 @@ from facecat.manifest import Manifest, load_images
 from facecat.model import FaceCat
 from facecat.protocol import leave_one_type_out
 from facecat.registry import load_detector
-from facecat.reproduce import Variant, train_variant
 from facecat.train import FeatureSource, score_source
+from facecat.variants import Variant, train_variant
 
 #: ``package.module:attribute``, the form that names a user's Python detector.
 IMPORT_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")

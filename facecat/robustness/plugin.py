@@ -122,16 +122,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture(scope="session")
 def harness(request: pytest.FixtureRequest) -> Harness:
     """The session's harness: protocol, detector pool and criteria, built once."""
+    from facecat.device import pick_device
     from facecat.distributed import join_process_group
     from facecat.manifest import read_manifest
     from facecat.protocol import default_cache_dir
     from facecat.provenance import provenance
-    from facecat.registry import pick_device
-    from facecat.reproduce import embedded_p1
     from facecat.robustness.adaptive import AttackSettings
     from facecat.robustness.checks import Criteria
     from facecat.robustness.detectors import DetectorPool, manifest_key, parse_detector_list
     from facecat.robustness.harness import Harness
+    from facecat.variants import embedded_p1
 
     config = request.config
     _, device = join_process_group(pick_device(device_option(config)))
