@@ -2,10 +2,8 @@
 
 The frozen diffusion features of the train and dev splits are extracted once into the
 :class:`~facecat.cache.FeatureCache` and reused every epoch (the authors' release re-extracts
-them every epoch; ``use_cache=False`` reproduces that for comparison). After every epoch the
-dev split is scored, the epoch with the lowest dev EER is kept (the test split never picks
-an epoch), and a checkpoint is written atomically so an interrupted run resumes where it
-stopped and reaches the same result.
+them every epoch; ``use_cache=False`` reproduces that for comparison). The epochs run in
+the shared loop of :mod:`facecat.loop` (dev selection, checkpoints, resume).
 """
 
 from __future__ import annotations
@@ -16,21 +14,19 @@ import json
 import logging
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from facecat import metrics
 from facecat.augment import jpeg_copies
 from facecat.cache import FeatureCache, ImageFiles, feature_key
-from facecat.checkpoints import atomic_write, load_training_state, save_training_state
+from facecat.checkpoints import load_training_state, save_training_state
 from facecat.config import TrainConfig
 from facecat.distributed import (
     barrier,
@@ -41,33 +37,19 @@ from facecat.distributed import (
     shard_bounds,
 )
 from facecat.features import unflatten_features
+from facecat.loop import CHECKPOINT_NAME, TrainResult, finish_run, new_state, run_epochs
 from facecat.losses import facecat_loss
 from facecat.manifest import Manifest
 from facecat.model import REAL, FaceCat
-from facecat.provenance import provenance
-from facecat.registry import save_detector
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_NAME = "checkpoint.pt"
-DETECTOR_NAME = "detector.safetensors"
-HISTORY_NAME = "history.csv"
 # DDP's switch for "do not copy rank 0's buffers before every forward" was renamed in torch 2.14
 _NO_BUFFER_SYNC = (
     {"forward_sync_buffers": False}
     if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
     else {"broadcast_buffers": False}
 )
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """Outcome of :func:`train_facecat`."""
-
-    detector_path: Path
-    best_epoch: int
-    best_dev_eer: float
-    history: pd.DataFrame
 
 
 class FeatureSource:
@@ -252,7 +234,7 @@ def train_facecat(
     if shares < 1:
         raise ValueError(f"shares must be at least 1, got {shares}")
     run_key = _run_key(detector, train, dev, config, seed, shares)
-    state = {"epoch": 0, "best_epoch": 0, "best_eer": math.inf, "best_model": None, "history": []}
+    state = new_state()
     checkpoint_path = out_dir / CHECKPOINT_NAME
     if resume and checkpoint_path.is_file():
         state = load_training_state(checkpoint_path, run_key, model, optimizer, scheduler)
@@ -292,10 +274,7 @@ def train_facecat(
             )
         return loss
 
-    for epoch in range(state["epoch"] + 1, config.epochs + 1):
-        if config.patience and epoch - 1 - state["best_epoch"] >= config.patience:
-            log.info("dev EER has not improved for %d epochs: stopping", config.patience)
-            break
+    def train_epoch(epoch: int) -> list[float]:
         model.train()
         generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
         order = torch.randperm(len(train_images), generator=generator).numpy()
@@ -324,13 +303,25 @@ def train_facecat(
             optimizer.step()
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
         scheduler.step()
-        dev_scores = score_source(dev_source, len(dev), config.batch_size)
-        record_epoch(state, epoch, losses, dev_scores, dev.labels, model, optimizer)
+        return losses
+
+    def save_state() -> None:
         if world.is_main:
             save_training_state(checkpoint_path, run_key, state, model, optimizer, scheduler)
         barrier(world)
-        if on_epoch_end is not None:
-            on_epoch_end(epoch)
+
+    run_epochs(
+        state,
+        config.epochs,
+        train_epoch=train_epoch,
+        dev_scores=lambda: score_source(dev_source, len(dev), config.batch_size),
+        dev_labels=dev.labels,
+        model=model,
+        optimizer=optimizer,
+        save_state=save_state,
+        patience=config.patience,
+        on_epoch_end=on_epoch_end,
+    )
 
     return finish_run(
         detector,
@@ -444,78 +435,6 @@ def accumulate_shares(
             buffer.copy_(torch.stack([updated[i] for updated in after]).mean(dim=0))
         # integer buffers (BatchNorm's batch counter) advance once, as in every process
     return total / len(parts)
-
-
-def record_epoch(
-    state: dict,
-    epoch: int,
-    losses: list[float],
-    dev_scores: np.ndarray,
-    dev_labels: np.ndarray,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-) -> None:
-    """Append an epoch's history row and keep the model if its dev EER is the lowest."""
-    dev_eer, threshold = metrics.eer(dev_scores, dev_labels)
-    dev_auc = metrics.auc(dev_scores, dev_labels)
-    state["history"].append(
-        {
-            "epoch": epoch,
-            "train_loss": float(np.mean(losses)),
-            "dev_eer": dev_eer,
-            "dev_auc": dev_auc,
-            "lr": optimizer.param_groups[0]["lr"],
-        }
-    )
-    if dev_eer < state["best_eer"]:
-        state.update(
-            best_epoch=epoch,
-            best_eer=dev_eer,
-            best_threshold=threshold,
-            best_model={k: v.detach().clone() for k, v in model.state_dict().items()},
-        )
-    state["epoch"] = epoch
-    log.info(
-        "epoch %d: loss %.4f, dev EER %.4f, dev AUC %.4f", epoch, np.mean(losses), dev_eer, dev_auc
-    )
-
-
-def finish_run(
-    detector: torch.nn.Module,
-    model: torch.nn.Module,
-    state: dict,
-    out_dir: Path,
-    metadata: dict,
-    train_samples: int,
-    dev_samples: int,
-) -> TrainResult:
-    """Restore the best-on-dev weights, write the history and save the detector file.
-
-    The file's header records the run (best epoch, dev EER and threshold, ``metadata``) and
-    its provenance (:func:`facecat.provenance.provenance`).
-    """
-    model.load_state_dict(state["best_model"])
-    detector.eval()
-    history = pd.DataFrame(state["history"])
-    detector_path = out_dir / DETECTOR_NAME
-    world = current_world()
-    if world.is_main:
-        atomic_write(out_dir / HISTORY_NAME, lambda tmp: history.to_csv(tmp, index=False))
-        save_detector(
-            detector,
-            detector_path,
-            metadata={
-                **provenance(next(model.parameters()).device),
-                "best_epoch": state["best_epoch"],
-                "best_dev_eer": state["best_eer"],
-                "dev_threshold": state.get("best_threshold"),
-                **metadata,
-                "train_samples": train_samples,
-                "dev_samples": dev_samples,
-            },
-        )
-    barrier(world)
-    return TrainResult(detector_path, state["best_epoch"], state["best_eer"], history)
 
 
 def with_epochs(config: TrainConfig, epochs: int | None) -> TrainConfig:

@@ -5,9 +5,8 @@ manifest's ``depth`` column (relative to the manifest's folder) where the row ha
 otherwise the pseudo-depth of :mod:`facecat.pseudo_depth` rendered from the row's
 ``landmarks``. Attacks are supervised with zeros. The loss is MSE plus the contrast-depth
 loss, optimised by Adam. Images and their targets are flipped horizontally together with
-probability 1/2. After every epoch the dev split is scored, the epoch with the lowest dev EER
-is kept (the test split never picks an epoch) and a checkpoint is written atomically, so an
-interrupted run resumes where it stopped and reaches the same weights.
+probability 1/2. The epochs run in the shared loop of :mod:`facecat.loop` (dev selection,
+checkpoints, resume).
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -30,9 +28,9 @@ from facecat.cache import ImageFiles
 from facecat.cdcn import CDCN, CDCNTrainConfig, cdcn_loss
 from facecat.checkpoints import load_training_state, save_training_state
 from facecat.evaluate import score_files
+from facecat.loop import CHECKPOINT_NAME, TrainResult, finish_run, new_state, run_epochs
 from facecat.manifest import ImageLoadError, Manifest
 from facecat.pseudo_depth import depth_targets
-from facecat.train import CHECKPOINT_NAME, TrainResult, finish_run, record_epoch
 
 log = logging.getLogger(__name__)
 
@@ -190,12 +188,12 @@ def train_cdcn(
         detector.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
     run_key = _run_key(detector, train, dev, config, seed)
-    state = {"epoch": 0, "best_epoch": 0, "best_eer": math.inf, "best_model": None, "history": []}
+    state = new_state()
     checkpoint_path = out_dir / CHECKPOINT_NAME
     if resume and checkpoint_path.is_file():
         state = load_training_state(checkpoint_path, run_key, detector, optimizer)
 
-    for epoch in range(state["epoch"] + 1, config.epochs + 1):
+    def train_epoch(epoch: int) -> list[float]:
         detector.train()
         generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
         order = torch.randperm(len(train), generator=generator).numpy()
@@ -227,13 +225,23 @@ def train_cdcn(
             optimizer.step()
             losses.append(loss.item())
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
-        dev_scores = score_files(
+        return losses
+
+    run_epochs(
+        state,
+        config.epochs,
+        train_epoch=train_epoch,
+        dev_scores=lambda: score_files(
             detector, dev.paths, size=size, batch_size=config.batch_size, device=device
-        )
-        record_epoch(state, epoch, losses, dev_scores, dev.labels, detector, optimizer)
-        save_training_state(checkpoint_path, run_key, state, detector, optimizer)
-        if on_epoch_end is not None:
-            on_epoch_end(epoch)
+        ),
+        dev_labels=dev.labels,
+        model=detector,
+        optimizer=optimizer,
+        save_state=lambda: save_training_state(
+            checkpoint_path, run_key, state, detector, optimizer
+        ),
+        on_epoch_end=on_epoch_end,
+    )
 
     return finish_run(
         detector,

@@ -8,9 +8,10 @@ import torch
 from torch import nn
 
 from facecat.distributed import broadcast_value, current_world
+from facecat.loop import TrainResult
 from facecat.manifest import Manifest
 from facecat.registry import load_detector
-from facecat.train import TrainResult, train_facecat, with_epochs
+from facecat.train import train_facecat, with_epochs
 from facecat.train_cdcn import train_cdcn
 
 

@@ -21,10 +21,10 @@ import torch
 from facecat.adversarial_faces import protocol_generators
 from facecat.checkpoints import CheckpointError
 from facecat.config import merge, read_config_dict
+from facecat.loop import CHECKPOINT_NAME
 from facecat.manifest import Manifest
 from facecat.protocol import EmbeddedProtocol, build_embedded
 from facecat.registry import create_detector
-from facecat.train import CHECKPOINT_NAME
 from facecat.training import train_detector
 
 log = logging.getLogger(__name__)

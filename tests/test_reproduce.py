@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from facecat.bona_fide import bundled_manifest
+from facecat.loop import CHECKPOINT_NAME
 from facecat.manifest import read_manifest, write_manifest
 from facecat.protocol import ADVERSARIAL_TYPES, PA_TYPES
 from facecat.reproduce import (
@@ -17,7 +18,6 @@ from facecat.reproduce import (
     SCORES_NAME,
     run_main_job,
 )
-from facecat.train import CHECKPOINT_NAME
 from facecat.variants import Variant, train_variant
 
 VARIANTS = (
