@@ -39,7 +39,8 @@ from facecat.attacks import (
 from facecat.bona_fide import bundled_manifest
 from facecat.contact_sheet import save_contact_sheet
 from facecat.face_recognition import FaceRecognizer
-from facecat.manifest import load_images, read_manifest
+from facecat.images import load_images
+from facecat.manifest import read_manifest
 from facecat.protocol import ADVERSARIAL_TYPES
 
 log = logging.getLogger(__name__)

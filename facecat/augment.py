@@ -20,7 +20,7 @@ from PIL import Image
 
 from facecat.cache import file_digest
 from facecat.checkpoints import atomic_write
-from facecat.manifest import load_image
+from facecat.images import load_image
 
 
 def jpeg_copies(

@@ -26,40 +26,19 @@ from pathlib import Path
 import numpy as np
 import torch
 from filelock import FileLock
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from facecat.checkpoints import atomic_write
 from facecat.distributed import World, barrier, broadcast_value, current_world, shard_bounds
 from facecat.features import DiffusionFeatureExtractor, flatten_features
-from facecat.manifest import load_image
+from facecat.images import ImageFiles
 
 log = logging.getLogger(__name__)
 
 # Raise whenever the extractor's numbers change for the same config and weights, so features
 # cached by older code are rebuilt, never reused (2: fused attention in the UNet).
 CACHE_VERSION = 2
-
-
-class ImageFiles(Dataset):
-    """Images read from files, RGB float in [0, 1], resized to a square size.
-
-    Args:
-        paths: image files.
-        size: output side length.
-        resize: resize policy of :func:`facecat.manifest.load_image`.
-    """
-
-    def __init__(self, paths: Sequence[Path], size: int, resize: str = "resize") -> None:
-        self.paths = [Path(p) for p in paths]
-        self.size = size
-        self.resize = resize
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return load_image(self.paths[index], size=self.size, resize=self.resize)
 
 
 def file_digest(path: Path) -> str:

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from facecat.checkpoints import load_strict
 from facecat.config import parse_dataclass
 from facecat.device import pick_device
-from facecat.manifest import ImageBatchError, check_image_batch
+from facecat.images import ImageBatchError, check_image_batch
 from facecat.registry import register_kind
 
 DEPTH_STRIDE = 8

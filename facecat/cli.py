@@ -295,7 +295,8 @@ def cmd_attack(args: argparse.Namespace) -> None:
         save_image,
     )
     from facecat.device import pick_device
-    from facecat.manifest import load_images, read_manifest, write_manifest
+    from facecat.images import load_images
+    from facecat.manifest import read_manifest, write_manifest
 
     manifest = read_manifest(args.manifest)
     if args.split:
@@ -810,8 +811,9 @@ def _is_user_error(error: Exception) -> bool:
         return True
     from facecat.checkpoints import CheckpointError
     from facecat.config import ConfigError
+    from facecat.images import ImageLoadError
     from facecat.landmarks import LandmarkError
-    from facecat.manifest import ImageLoadError, ManifestError
+    from facecat.manifest import ManifestError
     from facecat.metrics import MetricsError
     from facecat.text import TextEncoderError
 

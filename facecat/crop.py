@@ -31,8 +31,8 @@ import torch
 from PIL import Image
 
 from facecat.checkpoints import atomic_write
+from facecat.images import MAX_PIXELS_ENV, ImageLoadError, default_max_pixels, load_image
 from facecat.landmarks import FaceDetector, align_face
-from facecat.manifest import MAX_PIXELS_ENV, ImageLoadError, default_max_pixels, load_image
 
 __all__ = [
     "CROPS_CSV",

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from facecat import metrics
-from facecat.cache import ImageFiles
+from facecat.images import ImageFiles
 from facecat.manifest import Manifest
 from facecat.registry import Detector
 
@@ -37,7 +37,7 @@ def score_files(
         size: the detector's input size (images are resized by ``resize``).
         batch_size: images per forward pass.
         device: where images are sent.
-        resize: resize policy of :func:`facecat.manifest.load_image`.
+        resize: resize policy of :func:`facecat.images.load_image`.
         progress: show a progress bar.
 
     Returns:

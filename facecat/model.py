@@ -19,7 +19,7 @@ from facecat.diffusion import GaussianDiffusion
 from facecat.features import DiffusionFeatureExtractor, unflatten_features
 from facecat.fusion import create_fusion
 from facecat.head import EmbeddingHead, create_head
-from facecat.manifest import check_image_batch
+from facecat.images import check_image_batch
 from facecat.registry import register_kind
 from facecat.text import class_weights, cosine_logits, create_text_encoder, load_prompt_set
 from facecat.unet import UNet

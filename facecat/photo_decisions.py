@@ -28,8 +28,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from facecat.crop import VIDEO_SUFFIXES, expand_inputs, image_pixels, import_av, video_frames
+from facecat.images import ImageLoadError
 from facecat.landmarks import Detection, FaceDetector, align_face
-from facecat.manifest import ImageLoadError
 
 #: Smallest width and height (pixels) of an input that can hold a detectable face.
 MIN_SIDE = 32

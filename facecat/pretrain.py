@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from facecat.checkpoints import CheckpointError, atomic_write
 from facecat.dcgan import LATENT_DIM, load_generator
 from facecat.diffusion import GaussianDiffusion
-from facecat.manifest import load_images
+from facecat.images import load_images
 from facecat.unet import UNet, UNetConfig
 
 log = logging.getLogger(__name__)

@@ -23,8 +23,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from facecat import metrics
-from facecat.cache import FeatureCache, ImageFiles
+from facecat.cache import FeatureCache
 from facecat.features import unflatten_features
+from facecat.images import ImageFiles
 from facecat.manifest import Manifest
 from facecat.model import RANDOM_BACKBONE
 from facecat.registry import create_detector

@@ -34,7 +34,8 @@ from tqdm.auto import tqdm
 from facecat import presentation_attacks
 from facecat.bona_fide import bundled_manifest
 from facecat.contact_sheet import save_contact_sheet
-from facecat.manifest import BONA_FIDE, SPLITS, Manifest, load_image, read_manifest, write_manifest
+from facecat.images import load_image
+from facecat.manifest import BONA_FIDE, SPLITS, Manifest, read_manifest, write_manifest
 from facecat.presentation_attacks import PA_TYPES, needs_donor, simulate_pa
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from facecat.augment import jpeg_copies
-from facecat.cache import FeatureCache, ImageFiles, feature_key
+from facecat.cache import FeatureCache, feature_key
 from facecat.checkpoints import load_training_state, save_training_state
 from facecat.config import TrainConfig
 from facecat.distributed import (
@@ -37,6 +37,7 @@ from facecat.distributed import (
     shard_bounds,
 )
 from facecat.features import unflatten_features
+from facecat.images import ImageFiles
 from facecat.loop import CHECKPOINT_NAME, TrainResult, finish_run, new_state, run_epochs
 from facecat.losses import facecat_loss
 from facecat.manifest import Manifest

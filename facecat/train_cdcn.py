@@ -24,12 +24,12 @@ from PIL import Image
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from facecat.cache import ImageFiles
 from facecat.cdcn import CDCN, CDCNTrainConfig, cdcn_loss
 from facecat.checkpoints import load_training_state, save_training_state
 from facecat.evaluate import score_files
+from facecat.images import ImageFiles, ImageLoadError
 from facecat.loop import CHECKPOINT_NAME, TrainResult, finish_run, new_state, run_epochs
-from facecat.manifest import ImageLoadError, Manifest
+from facecat.manifest import Manifest
 from facecat.pseudo_depth import depth_targets
 
 log = logging.getLogger(__name__)

@@ -31,7 +31,8 @@ from facecat.attacks import (
 )
 from facecat.bona_fide import bundled_manifest
 from facecat.face_recognition import FaceRecognizer, TorchRecognizer
-from facecat.manifest import load_images, read_manifest
+from facecat.images import load_images
+from facecat.manifest import read_manifest
 from facecat.protocol import ADVERSARIAL_METHODS, ADVERSARIAL_TYPES
 
 THRESHOLD = 0.3

@@ -11,7 +11,8 @@ from PIL import Image
 from facecat import create_detector
 from facecat.augment import jpeg_copies
 from facecat.config import TrainConfig
-from facecat.manifest import load_image, read_manifest
+from facecat.images import load_image
+from facecat.manifest import read_manifest
 from facecat.registry import read_detector_header
 from facecat.train import train_facecat
 

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from facecat import create_detector
-from facecat.cache import FeatureCache, ImageFiles, feature_key
+from facecat.cache import FeatureCache, feature_key
 from facecat.features import flatten_features
+from facecat.images import ImageFiles
 from facecat.manifest import read_manifest
 
 

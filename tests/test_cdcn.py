@@ -21,14 +21,9 @@ from facecat.cdcn import (
 )
 from facecat.checkpoints import CheckpointError
 from facecat.config import ConfigError, read_config_dict
+from facecat.images import ImageBatchError, load_image
 from facecat.landmarks import template
-from facecat.manifest import (
-    ImageBatchError,
-    Manifest,
-    load_image,
-    read_manifest,
-    write_manifest,
-)
+from facecat.manifest import Manifest, read_manifest, write_manifest
 from facecat.presentation_attacks import simulate_pa
 from facecat.pseudo_depth import depth_targets, pseudo_depth
 from facecat.registry import read_detector_header

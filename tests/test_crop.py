@@ -14,8 +14,8 @@ import skimage.data
 from PIL import Image
 
 from facecat.crop import CROP_COLUMNS, crop_faces
+from facecat.images import ImageLoadError
 from facecat.landmarks import FaceDetector, LandmarkError, template
-from facecat.manifest import ImageLoadError
 
 SIZE = 64
 

@@ -18,7 +18,8 @@ from facecat.dlib_resnet import (
     warp_to_chip,
 )
 from facecat.face_recognition import FaceRecognitionError
-from facecat.manifest import load_images, read_manifest
+from facecat.images import load_images
+from facecat.manifest import read_manifest
 
 GOLDEN = Path(__file__).parent / "fixtures" / "dlib_golden.npz"
 

@@ -18,18 +18,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from facecat import manifest as mf
-from facecat.manifest import (
-    BONA_FIDE,
+import facecat.images as image_io
+from facecat.images import (
     ImageBatchError,
     ImageLoadError,
     ImageLoadWarning,
-    Manifest,
-    ManifestError,
     check_image_batch,
-    check_landmarks,
     load_image,
     load_images,
+)
+from facecat.manifest import (
+    BONA_FIDE,
+    Manifest,
+    ManifestError,
+    check_landmarks,
     read_manifest,
     write_manifest,
 )
@@ -419,7 +421,7 @@ def test_decompression_bomb_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     with pytest.raises(ImageLoadError, match=r"big\.png: 40x40 = 1600 pixels exceeds max_pixels"):
         load_image(path, size=8, max_pixels=1000)
     assert load_image(path, size=8, max_pixels=1600).shape == (3, 8, 8)
-    monkeypatch.setattr(mf, "DEFAULT_MAX_PIXELS", 100)
+    monkeypatch.setattr(image_io, "DEFAULT_MAX_PIXELS", 100)
     with pytest.raises(ImageLoadError, match="max_pixels=100"):
         load_image(path, size=8)
 

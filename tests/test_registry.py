@@ -10,7 +10,7 @@ import torch
 from facecat import create_detector, list_detectors, load_detector, save_detector
 from facecat.checkpoints import CheckpointError
 from facecat.config import ConfigError
-from facecat.manifest import ImageBatchError
+from facecat.images import ImageBatchError
 from facecat.registry import read_detector_header
 from facecat.text import TextEncoderError
 from facecat.unet import UNet

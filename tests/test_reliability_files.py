@@ -23,19 +23,19 @@ import torch
 from PIL import Image
 
 from facecat import create_detector, load_detector
-from facecat.cache import FeatureCache, ImageFiles
+from facecat.cache import FeatureCache
 from facecat.checkpoints import CheckpointError, load_state_dict_file, load_training_state
 from facecat.cli import main
 from facecat.crop import crop_faces
 from facecat.demo import write_lfw_manifest
-from facecat.manifest import (
+from facecat.images import (
     MAX_PIXELS_ENV,
+    ImageFiles,
     ImageLoadError,
-    ManifestError,
     default_max_pixels,
     load_image,
-    read_manifest,
 )
+from facecat.manifest import ManifestError, read_manifest
 from facecat.protocol import build_key
 from facecat.registry import save_detector
 

@@ -28,12 +28,8 @@ from PIL import Image
 from facecat import create_detector, metrics
 from facecat.cli import main
 from facecat.demo import write_lfw_manifest
-from facecat.manifest import (
-    SPLITS,
-    ImageBatchError,
-    ManifestError,
-    read_manifest,
-)
+from facecat.images import ImageBatchError
+from facecat.manifest import SPLITS, ManifestError, read_manifest
 from facecat.registry import save_detector
 
 #: max_examples of each property test here; their sum is the number of fuzz examples run.

@@ -20,13 +20,14 @@ from PIL import Image
 
 from facecat import cache as cache_module
 from facecat import create_detector
-from facecat.cache import FeatureCache, ImageFiles
+from facecat.cache import FeatureCache
 from facecat.checkpoints import CheckpointError
 from facecat.cli import main
 from facecat.config import TrainConfig
 from facecat.demo import write_lfw_manifest
 from facecat.evaluate import evaluate_detector, score_files
-from facecat.manifest import ImageBatchError, read_manifest
+from facecat.images import ImageBatchError, ImageFiles
+from facecat.manifest import read_manifest
 from facecat.metrics import MetricsError
 from facecat.registry import save_detector
 from facecat.train import train_facecat

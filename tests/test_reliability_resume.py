@@ -111,7 +111,8 @@ CHILD = textwrap.dedent(
         build_embedded(out, seed=0, bona_fide=data)
     elif scenario == "concurrent":  # two of these at once: one cache entry, one results file
         import hashlib
-        from facecat.cache import FeatureCache, ImageFiles
+        from facecat.cache import FeatureCache
+        from facecat.images import ImageFiles
         from facecat.checkpoints import atomic_write
         from facecat.manifest import read_manifest
         from facecat.registry import create_detector
@@ -226,7 +227,8 @@ def _cdcn_manifest(data, root: Path) -> Path:
     landmarks for its pseudo-depth targets)."""
     from PIL import Image
 
-    from facecat.manifest import load_image, write_manifest
+    from facecat.images import load_image
+    from facecat.manifest import write_manifest
     from facecat.presentation_attacks import simulate_pa
 
     path = root / "cdcn" / "manifest.csv"
@@ -371,7 +373,8 @@ def test_concurrent_processes_share_a_cache_entry_and_a_results_file(data, tmp_p
     """Two processes build the same cache entry at once (the file lock lets one build and the
     other reuse it), then rewrite one results file in a loop while this process reads it:
     every read must see one writer's whole file."""
-    from facecat.cache import FeatureCache, ImageFiles
+    from facecat.cache import FeatureCache
+    from facecat.images import ImageFiles
     from facecat.registry import create_detector
 
     script = tmp_path / "child.py"

@@ -16,7 +16,7 @@ from PIL import Image, ImageOps
 from skimage import data
 
 from facecat.bona_fide import bundled_manifest
-from facecat.manifest import load_images
+from facecat.images import load_images
 from facecat.robustness.transforms import (
     BLUR_REFERENCE_WIDTH,
     TRANSFORMS,

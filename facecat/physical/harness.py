@@ -19,7 +19,8 @@ import torch
 from torch import Tensor
 
 from facecat.evaluate import evaluate_scores
-from facecat.manifest import Manifest, load_images
+from facecat.images import load_images
+from facecat.manifest import Manifest
 from facecat.robustness.checks import Check, Criteria
 from facecat.robustness.detectors import DetectorPool, score_images
 from facecat.robustness.harness import Harness

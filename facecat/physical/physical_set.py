@@ -41,7 +41,8 @@ from facecat.adversarial_faces import landmarks_tensor, pick_targets, save_image
 from facecat.attacks.base import attack_success
 from facecat.contact_sheet import save_contact_sheet
 from facecat.face_recognition import FaceRecognizer
-from facecat.manifest import BONA_FIDE, Manifest, load_images, read_manifest, write_manifest
+from facecat.images import load_images
+from facecat.manifest import BONA_FIDE, Manifest, read_manifest, write_manifest
 from facecat.physical import face_surface, regions, render, texture_attack
 from facecat.physical.regions import REGIONS, region_mask
 from facecat.protocol import default_cache_dir, sample_seed

@@ -22,10 +22,11 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from facecat.cache import FeatureCache, ImageFiles
+from facecat.cache import FeatureCache
 from facecat.distributed import current_world, gather_rows, shard_bounds
 from facecat.evaluate import score_files
-from facecat.manifest import Manifest, load_images
+from facecat.images import ImageFiles, load_images
+from facecat.manifest import Manifest
 from facecat.model import FaceCat
 from facecat.protocol import leave_one_type_out
 from facecat.registry import load_detector

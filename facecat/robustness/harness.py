@@ -31,7 +31,7 @@ from facecat import metrics
 from facecat.adversarial_faces import create_recognizer
 from facecat.attacks import parse_adversarial_type
 from facecat.evaluate import evaluate_scores
-from facecat.manifest import load_images
+from facecat.images import load_images
 from facecat.protocol import ADVERSARIAL_TYPES
 from facecat.robustness.adaptive import AttackSettings, adaptive_attack, differentiable_scores
 from facecat.robustness.checks import Check, Criteria
