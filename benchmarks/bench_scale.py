@@ -202,8 +202,8 @@ def section_attention(device: torch.device, configs: list[str]) -> None:
 
 
 def section_jpeg(device: torch.device) -> None:
+    from facecat.evaluate import score_images
     from facecat.robustness.checks import SEVERITIES
-    from facecat.robustness.detectors import score_images
     from facecat.robustness.transforms import apply_transform
 
     print(f"\n## JPEG check inner loop on {_device_name(device)} (facecat-small)\n")

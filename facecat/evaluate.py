@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from facecat import metrics
+from facecat.distributed import current_world, gather_rows, shard_bounds
 from facecat.images import ImageFiles
 from facecat.manifest import Manifest
 from facecat.registry import Detector
@@ -62,6 +63,24 @@ def score_files(
             )
         parts.append(scores)
     return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def score_images(detector: Detector, images: torch.Tensor, batch_size: int = 64) -> np.ndarray:
+    """P(real) for images already in memory (on the detector's device), in chunks.
+
+    Under torchrun each process scores its shard and the scores are gathered in order.
+
+    Shape:
+        images (N, 3, S, S) -> (N,)
+    """
+    world = current_world()
+    start, stop = shard_bounds(len(images), world)
+    parts = [
+        detector.scores(images[i : min(i + batch_size, stop)]).float()
+        for i in range(start, stop, batch_size)
+    ]
+    local = torch.cat(parts) if parts else torch.zeros(0, device=images.device)
+    return gather_rows(local, len(images), world).cpu().numpy()
 
 
 def _metric_functions(threshold: float, fdr: float) -> dict[str, metrics.MetricFn]:

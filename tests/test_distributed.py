@@ -133,7 +133,7 @@ import torch
 import torch.distributed as dist
 from facecat import create_detector
 from facecat.distributed import join_process_group
-from facecat.robustness.detectors import score_images
+from facecat.evaluate import score_images
 
 world, _ = join_process_group("cpu")
 detector = create_detector("facecat-tiny", text_guided=False, unet_weights="random")

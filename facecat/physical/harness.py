@@ -18,11 +18,11 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from facecat.evaluate import evaluate_scores
+from facecat.evaluate import evaluate_scores, score_images
 from facecat.images import load_images
 from facecat.manifest import Manifest
 from facecat.robustness.checks import Check, Criteria
-from facecat.robustness.detectors import DetectorPool, score_images
+from facecat.robustness.detectors import DetectorPool
 from facecat.robustness.harness import Harness
 from facecat.robustness.transforms import apply_transform
 

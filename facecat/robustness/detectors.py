@@ -23,8 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from facecat.cache import FeatureCache
-from facecat.distributed import current_world, gather_rows, shard_bounds
-from facecat.evaluate import score_files
+from facecat.evaluate import score_files, score_images
 from facecat.images import ImageFiles, load_images
 from facecat.manifest import Manifest
 from facecat.model import FaceCat
@@ -139,26 +138,6 @@ def load_user_detector(name: str, source: str, device: torch.device) -> nn.Modul
     if callable(target) and (isinstance(target, type) or not hasattr(target, "scores")):
         target = target()
     return ScoresObject(target, name)
-
-
-def score_images(
-    detector: nn.Module | ScoresObject, images: Tensor, batch_size: int = 64
-) -> np.ndarray:
-    """P(real) for an in-memory batch, in chunks.
-
-    Under torchrun each process scores its shard and the scores are gathered in order.
-
-    Shape:
-        images (N, 3, S, S) -> (N,)
-    """
-    world = current_world()
-    start, stop = shard_bounds(len(images), world)
-    parts = [
-        detector.scores(images[i : min(i + batch_size, stop)]).float()
-        for i in range(start, stop, batch_size)
-    ]
-    local = torch.cat(parts) if parts else torch.zeros(0, device=images.device)
-    return gather_rows(local, len(images), world).cpu().numpy()
 
 
 class DetectorPool:

@@ -30,12 +30,12 @@ from torch import Tensor
 from facecat import metrics
 from facecat.adversarial_faces import create_recognizer
 from facecat.attacks import parse_adversarial_type
-from facecat.evaluate import evaluate_scores
+from facecat.evaluate import evaluate_scores, score_images
 from facecat.images import load_images
 from facecat.protocol import ADVERSARIAL_TYPES
 from facecat.robustness.adaptive import AttackSettings, adaptive_attack, differentiable_scores
 from facecat.robustness.checks import Check, Criteria
-from facecat.robustness.detectors import DetectorPool, score_images
+from facecat.robustness.detectors import DetectorPool
 from facecat.robustness.transforms import apply_transform
 
 RECORD_METRICS = ("auc", "acer", "eer", "tdr_at_fdr", "apcer_max", "bpcer")
