@@ -16,7 +16,8 @@ their provenance. Options:
   ``facecat-small``) or ``module:attribute`` naming an object with ``scores(images)`` and
   ``image_size`` (:class:`facecat.robustness.detectors.ScoresObject`).
 * ``--facecat-transforms``: restrict the transformation suites (default: every one).
-* ``--facecat-epochs``: override the built-in detectors' epochs (quick trials).
+* ``--facecat-epochs``: override the built-in detectors' epochs (quick trials), the unseen
+  suite's hold-out schedule included (by default CDCN hold-outs train one epoch).
 * ``--facecat-split``: ``test`` (default) or ``dev`` for the transformation checks.
 * ``--facecat-results-dir``: default ``results/robustness`` (``results/robustness-dev``
   with ``--facecat-split dev``), relative to the folder pytest is run from.
@@ -56,7 +57,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "name=source (a detector file, a shipped detector name or module:attribute)",
     )
     group.addoption("--facecat-transforms", help="comma-separated transformations (default: all)")
-    group.addoption("--facecat-epochs", type=int, help="override the built-in detectors' epochs")
+    group.addoption(
+        "--facecat-epochs",
+        type=int,
+        help="override the built-in detectors' epochs, hold-outs included",
+    )
     group.addoption(
         "--facecat-split",
         choices=("test", "dev"),
