@@ -42,6 +42,7 @@ from torch import Tensor
 __all__ = [
     "PA_SIMULATORS",
     "PA_TYPES",
+    "VERSION",
     "PaSimulator",
     "attack_region",
     "makeup_cosmetic",
@@ -61,6 +62,11 @@ __all__ = [
     "screen_replay",
     "simulate_pa",
 ]
+
+#: Raise when any simulator's output for the same face, landmarks, donor and seed changes: it
+#: is part of the embedded protocol's build key (``tests/test_generator_versions.py`` holds
+#: the golden digests that catch a change made without it).
+VERSION = 1
 
 PA_TYPES: tuple[str, ...] = (
     "Makeup_Co",

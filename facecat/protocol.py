@@ -5,16 +5,23 @@ Building it writes, for every bona fide face, one presentation-attack sample (th
 turn within each split, so every split holds every type) and, when adversarial generators
 are supplied, one adversarial sample, into a cache folder with its manifest. Attacks keep the
 wearer's subject and split, and a donor face (needed by some types) comes from another
-subject of the same split, so the splits stay subject-disjoint. A build is keyed by the bona
-fide images, the simulator code and the seed; it is reused while the key matches and
-rebuilt otherwise, in a temporary folder renamed into place, so a failed build leaves the
-previous one intact.
+subject of the same split, so the splits stay subject-disjoint. Every bona fide face and
+every presentation attack is then shown to the protocol's simulated camera
+(:mod:`facecat.capture`) as its last stage, so the capture is no class cue; adversarial
+faces are crafted on the captured bona fide faces.
+
+A build is keyed by the bona fide images, the seed, the capture settings and the declared
+versions of the generators (``VERSION`` here, in :mod:`facecat.presentation_attacks` and in
+:mod:`facecat.capture`, and each adversarial generator's own ``key``), never by source text,
+so moving code rebuilds nothing; a version is raised when its generator's output changes
+(``tests/test_generator_versions.py`` fails otherwise). A build is reused while the key
+matches and rebuilt otherwise, in a temporary folder renamed into place, so a failed build
+leaves the previous one intact.
 """
 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import logging
 import os
@@ -31,8 +38,9 @@ from filelock import FileLock
 from PIL import Image
 from tqdm.auto import tqdm
 
-from facecat import presentation_attacks
+from facecat import capture, presentation_attacks
 from facecat.bona_fide import bundled_manifest
+from facecat.capture import CaptureSettings
 from facecat.contact_sheet import save_contact_sheet
 from facecat.images import load_image
 from facecat.manifest import BONA_FIDE, SPLITS, Manifest, read_manifest, write_manifest
@@ -46,6 +54,10 @@ ADVERSARIAL_TYPES = tuple(f"{m}_{mode}" for m in ADVERSARIAL_METHODS for mode in
 ATTACK_TYPES = PA_TYPES + ADVERSARIAL_TYPES
 MANIFEST_NAME = "manifest.csv"
 KEY_NAME = "build-key.json"
+#: Version of the build itself (which sample gets which type, donor, seed, capture): raise it
+#: when :func:`presentation_attack_rows` or :func:`capture_bona_fide` change their output.
+VERSION = 2
+CAMERA = CaptureSettings()
 
 AdversarialGenerator = Callable[[pd.DataFrame, Path, int], pd.DataFrame]
 
@@ -128,12 +140,35 @@ def _save(image: torch.Tensor, path: Path) -> None:
     Image.fromarray(array).save(path)
 
 
-def presentation_attack_rows(bona_fide: pd.DataFrame, root: Path, seed: int) -> pd.DataFrame:
-    """Simulate one presentation attack per bona fide face, writing PNGs under ``root``.
+def capture_bona_fide(bona_fide: pd.DataFrame, source: Path, root: Path, seed: int) -> None:
+    """Photograph every bona fide face of ``source`` with the protocol's camera into ``root``.
 
     Args:
-        bona_fide: bona fide manifest rows (``path`` relative to ``root``, with landmarks).
-        root: the build folder.
+        bona_fide: bona fide manifest rows (``path`` relative to ``source``).
+        source: the folder of the bona fide manifest.
+        root: the build folder (images keep their relative path under ``root/bona_fide``).
+        seed: protocol seed.
+    """
+    for path in tqdm(list(bona_fide["path"]), desc="bona fide captures", unit="face"):
+        face = load_image(source / path, size=None)
+        _save(
+            capture.capture(face, seed=sample_seed(seed, path, "capture"), settings=CAMERA),
+            root / "bona_fide" / path,
+        )
+
+
+def presentation_attack_rows(
+    bona_fide: pd.DataFrame, source: Path, root: Path, seed: int
+) -> pd.DataFrame:
+    """Simulate one presentation attack per bona fide face and photograph it into ``root``.
+
+    The attack is simulated on the face as it was before the camera (``source``), then
+    captured like a bona fide face.
+
+    Args:
+        bona_fide: bona fide manifest rows (``path`` relative to ``source``, with landmarks).
+        source: the folder of the bona fide manifest.
+        root: the build folder (attacks go to ``root/attacks/TYPE``).
         seed: protocol seed.
 
     Returns:
@@ -149,13 +184,13 @@ def presentation_attack_rows(bona_fide: pd.DataFrame, root: Path, seed: int) -> 
             tqdm(list(group.iterrows()), desc=f"presentation attacks ({split})", unit="face")
         ):
             attack_type = PA_TYPES[(position + offset) % len(PA_TYPES)]
-            face = load_image(root / row["path"], size=None)
+            face = load_image(source / row["path"], size=None)
             landmarks = _landmarks(row["landmarks"])
             donor = donor_landmarks = None
             if needs_donor(attack_type):
                 others = np.flatnonzero(subjects != row["subject"])
                 donor_row = group.iloc[int(others[rng.integers(len(others))])]
-                donor = load_image(root / donor_row["path"], size=None)
+                donor = load_image(source / donor_row["path"], size=None)
                 donor_landmarks = _landmarks(donor_row["landmarks"])
             image = simulate_pa(
                 attack_type,
@@ -166,7 +201,8 @@ def presentation_attack_rows(bona_fide: pd.DataFrame, root: Path, seed: int) -> 
                 donor_landmarks=donor_landmarks,
             )
             name = f"attacks/{attack_type}/{Path(row['path']).stem}.png"
-            _save(image, root / name)
+            shot = sample_seed(seed, name, "capture")
+            _save(capture.capture(image, seed=shot, settings=CAMERA), root / name)
             rows.append(row.to_dict() | {"path": name, "label": 0, "attack_type": attack_type})
     return pd.DataFrame(rows)
 
@@ -197,11 +233,17 @@ def default_cache_dir() -> Path:
 
 
 def build_key(bona_fide_manifest: Path, seed: int, adversarial: Mapping[str, object]) -> str:
-    """Key of everything a build depends on: bona fide files, simulator code, seed, and each
-    adversarial generator's own ``key`` (attack code, settings, FR weights) when it has one."""
-    digest = hashlib.sha256(f"seed={seed}".encode())
-    digest.update(inspect.getsource(presentation_attacks).encode())
-    digest.update(inspect.getsource(presentation_attack_rows).encode())
+    """Key of everything a build depends on: bona fide files, seed, camera settings, the
+    versions of this build, the simulators and the camera, and each adversarial generator's
+    own ``key`` (its version, settings and FR weights) when it has one."""
+    declared = {
+        "seed": seed,
+        "protocol": VERSION,
+        "presentation_attacks": presentation_attacks.VERSION,
+        "capture": capture.VERSION,
+        "camera": CAMERA.as_dict(),
+    }
+    digest = hashlib.sha256(json.dumps(declared, sort_keys=True).encode())
     for name in sorted(adversarial):
         digest.update(f"{name}:{getattr(adversarial[name], 'key', '')}".encode())
     manifest = read_manifest(bona_fide_manifest)  # validated first: no path leaves its folder
@@ -261,12 +303,10 @@ def _build_into(
     root: Path, source: Path, seed: int, adversarial: Mapping[str, AdversarialGenerator]
 ) -> None:
     bona_fide = read_manifest(source).frame.copy()
-    for path in bona_fide["path"]:
-        target = root / "bona_fide" / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source.parent / path, target)
+    attacks = presentation_attack_rows(bona_fide, source.parent, root, seed)
+    capture_bona_fide(bona_fide, source.parent, root, seed)
     bona_fide["path"] = "bona_fide/" + bona_fide["path"]
-    parts = [bona_fide, presentation_attack_rows(bona_fide, root, seed)]
+    parts = [bona_fide, attacks]
     for name, generate in adversarial.items():
         log.info("generating adversarial samples: %s", name)
         parts.append(generate(bona_fide, root, seed))
@@ -275,7 +315,8 @@ def _build_into(
 
 
 def pa_contact_sheet(path: str | Path, *, faces: int = 4, seed: int = 0) -> Path:
-    """All 14 presentation-attack types applied to the same bundled test faces.
+    """All 14 presentation-attack types applied to the same bundled test faces, each shown
+    to the protocol's camera with the same capture draw as its bona fide face.
 
     Args:
         path: output PNG.
@@ -295,18 +336,18 @@ def pa_contact_sheet(path: str | Path, *, faces: int = 4, seed: int = 0) -> Path
         landmarks = _landmarks(row["landmarks"])
         donor_row = rows[(index + 1) % len(rows)]
         donor = load_image(manifest.root / donor_row["path"], size=None)
-        cells = [face]
+        shot = sample_seed(seed, row["path"], "capture")
+        cells = [capture.capture(face, seed=shot, settings=CAMERA)]
         for attack_type in PA_TYPES:
-            cells.append(
-                simulate_pa(
-                    attack_type,
-                    face,
-                    landmarks,
-                    seed=sample_seed(seed, row["path"], attack_type),
-                    donor=donor,
-                    donor_landmarks=_landmarks(donor_row["landmarks"]),
-                )
+            image = simulate_pa(
+                attack_type,
+                face,
+                landmarks,
+                seed=sample_seed(seed, row["path"], attack_type),
+                donor=donor,
+                donor_landmarks=_landmarks(donor_row["landmarks"]),
             )
+            cells.append(capture.capture(image, seed=shot, settings=CAMERA))
         grid.append(cells)
     return save_contact_sheet(
         grid,

@@ -12,15 +12,14 @@ until the set holds ``size`` images. Every photograph records whether it fools t
 conditions does (``fr_success_control``).
 
 The set lives in ``$FACECAT_CACHE/physical-<key>/`` (images, ``manifest.csv`` in the
-project's manifest format, the FR success table and a contact sheet), keyed by the simulator
-code, the settings, the FR weights and the source faces; it is reused while the key matches
-and rebuilt otherwise, in a temporary folder renamed into place.
+project's manifest format, the FR success table and a contact sheet), keyed by ``VERSION``,
+the settings, the FR weights and the source faces; it is reused while the key matches and
+rebuilt otherwise, in a temporary folder renamed into place.
 """
 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import logging
 import math
@@ -43,7 +42,7 @@ from facecat.contact_sheet import save_contact_sheet
 from facecat.face_recognition import FaceRecognizer
 from facecat.images import load_images
 from facecat.manifest import BONA_FIDE, Manifest, read_manifest, write_manifest
-from facecat.physical import face_surface, regions, render, texture_attack
+from facecat.physical import render, texture_attack
 from facecat.physical.regions import REGIONS, region_mask
 from facecat.protocol import default_cache_dir, sample_seed
 
@@ -60,6 +59,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: The attack type of every physical row (one presentation-attack instrument species).
+#: Raise when the set's images change for the same faces, settings and FR target: a change
+#: to the face surface, regions, render or texture attack of :mod:`facecat.physical`, or to
+#: the build here (``tests/test_generator_versions.py`` holds the golden digest).
+VERSION = 1
 PHYSICAL_TYPE = "Physical_3D"
 MODES = ("dodging", "impersonation")
 MAX_SIZE = 5000
@@ -138,11 +141,8 @@ def plan_prints(wearers: pd.DataFrame, settings: PhysicalSettings) -> pd.DataFra
 
 
 def _key(wearers: pd.DataFrame, root: Path, settings: PhysicalSettings, fr: FaceRecognizer) -> str:
-    digest = hashlib.sha256(json.dumps(asdict(settings), sort_keys=True).encode())
-    for module in (face_surface, regions, render, texture_attack):
-        digest.update(inspect.getsource(module).encode())
-    for code in (plan_prints, _photograph_prints, _build_into):
-        digest.update(inspect.getsource(code).encode())
+    declared = {"physical_set": VERSION, "settings": asdict(settings)}
+    digest = hashlib.sha256(json.dumps(declared, sort_keys=True).encode())
     for tensor in fr.state_dict().values():
         digest.update(tensor.detach().cpu().numpy().tobytes())
     digest.update(wearers[["path", "subject", "landmarks"]].to_csv(index=False).encode())
