@@ -21,6 +21,7 @@ import torch
 from facecat import metrics
 from facecat.checkpoints import atomic_write
 from facecat.distributed import barrier, current_world
+from facecat.manifest import Manifest
 from facecat.provenance import provenance
 from facecat.registry import save_detector
 
@@ -50,6 +51,24 @@ def new_state() -> dict:
         "best_model": None,
         "history": [],
     }
+
+
+def check_splits(train: Manifest, dev: Manifest) -> None:
+    """Raise a ValueError unless the train and dev splits each hold both classes."""
+    for split_name, split in (("train", train), ("dev", dev)):
+        labels = split.labels
+        if len(split) == 0 or labels.min() == labels.max():
+            raise ValueError(
+                f"{split_name} split needs bona fide and attack samples; got {len(split)} "
+                f"samples with labels {sorted(set(labels.tolist()))}"
+            )
+
+
+def epoch_order(seed: int, epoch: int, samples: int) -> tuple[np.ndarray, torch.Tensor]:
+    """One epoch's seeded sample order and horizontal-flip choices (``True``: flip)."""
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = torch.randperm(samples, generator=generator).numpy()
+    return order, torch.rand(samples, generator=generator) < 0.5
 
 
 def run_epochs(

@@ -33,6 +33,8 @@ METRICS = {
 
 
 def _save(figure: plt.Figure, path: str | Path) -> Path:
+    """Lay out ``figure``, write it to ``path`` as a PNG (atomically) and close it."""
+    figure.tight_layout()
     path = Path(path)
     atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=120))
     plt.close(figure)
@@ -84,7 +86,6 @@ def plot_comparison(table: pd.DataFrame, path: str | Path, *, title: str) -> Pat
         )
     axis.set(ylim=(0, 1.2), xlabel="", ylabel="rate (test split, dev threshold)", title=title)
     axis.legend(loc="upper center", ncol=len(detectors), fontsize="small")
-    figure.tight_layout()
     return _save(figure, path)
 
 
@@ -112,7 +113,6 @@ def plot_roc(scores: pd.DataFrame, path: str | Path, *, title: str) -> Path:
         title=title,
     )
     axis.legend(loc="upper left", fontsize="small")
-    figure.tight_layout()
     return _save(figure, path)
 
 
@@ -149,7 +149,6 @@ def plot_det(scores: pd.DataFrame, path: str | Path, *, title: str) -> Path:
         title=title,
     )
     axis.legend(loc="upper right", fontsize="small")
-    figure.tight_layout()
     return _save(figure, path)
 
 
@@ -166,7 +165,6 @@ def plot_per_type(per_type: pd.DataFrame, path: str | Path, *, title: str) -> Pa
     figure, axis = plt.subplots(figsize=(1.6 * grid.shape[1] + 3, 0.32 * len(grid) + 1.5))
     sns.heatmap(grid, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="rocket_r", ax=axis)
     axis.set(xlabel="", ylabel="", title=title)
-    figure.tight_layout()
     return _save(figure, path)
 
 
@@ -199,5 +197,4 @@ def plot_feature_probe(probe: pd.DataFrame, path: str | Path, *, title: str) -> 
         axis.add_patch(plt.Rectangle((column, row), 1, 1, fill=False, edgecolor="red", lw=2))
         axis.set(xlabel="decoder block", ylabel="timestep", title=f"{backbone} backbone")
     figure.suptitle(title)
-    figure.tight_layout()
     return _save(figure, path)

@@ -54,6 +54,12 @@ class Progress:
         print(f"[{time.perf_counter() - self.started:7.1f} s] {message}", flush=True)
 
 
+def _start_job(out_dir: str | Path, cache_dir: str | Path | None) -> tuple[Progress, Path, Path]:
+    """A job's stage printer, output folder and cache folder (default ``$FACECAT_CACHE``)."""
+    report = Progress()
+    return report, Path(out_dir), Path(cache_dir) if cache_dir is not None else default_cache_dir()
+
+
 @dataclass(frozen=True)
 class Comparison:
     """Test-split results of several variants on one protocol."""
@@ -170,9 +176,7 @@ def run_main_job(
     Returns:
         The comparison table (one row per variant).
     """
-    report = Progress()
-    out_dir = Path(out_dir)
-    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    report, out_dir, cache_dir = _start_job(out_dir, cache_dir)
     report("building or loading the embedded protocol (28 attack types)")
     protocol = embedded_p1(cache_dir, seed=seed, bona_fide=bona_fide, device=device)
     manifest = protocol.p1()
@@ -247,9 +251,7 @@ def run_seed_study(
     Returns:
         The per-seed table.
     """
-    report = Progress()
-    out_dir = Path(out_dir)
-    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    report, out_dir, cache_dir = _start_job(out_dir, cache_dir)
     protocol = embedded_p1(cache_dir, seed=0, bona_fide=bona_fide, device=device)
     manifest = protocol.p1()
     rows = []
@@ -324,9 +326,7 @@ def run_block_ablation(
     Returns:
         One row per block set.
     """
-    report = Progress()
-    out_dir = Path(out_dir)
-    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    report, out_dir, cache_dir = _start_job(out_dir, cache_dir)
     protocol = embedded_p1(cache_dir, seed=seed, bona_fide=bona_fide, device=device)
     variants = tuple(
         Variant(
@@ -391,9 +391,7 @@ def run_probe_job(
     Returns:
         The probe table.
     """
-    report = Progress()
-    out_dir = Path(out_dir)
-    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    report, out_dir, cache_dir = _start_job(out_dir, cache_dir)
     if manifest is None:
         data = embedded_p1(cache_dir, seed=seed, bona_fide=bona_fide, device=device).p1()
     else:

@@ -38,7 +38,15 @@ from facecat.distributed import (
 )
 from facecat.features import unflatten_features
 from facecat.images import ImageFiles
-from facecat.loop import CHECKPOINT_NAME, TrainResult, finish_run, new_state, run_epochs
+from facecat.loop import (
+    CHECKPOINT_NAME,
+    TrainResult,
+    check_splits,
+    epoch_order,
+    finish_run,
+    new_state,
+    run_epochs,
+)
 from facecat.losses import facecat_loss
 from facecat.manifest import Manifest
 from facecat.model import REAL, FaceCat
@@ -193,13 +201,7 @@ def train_facecat(
     config = config or detector.config.train
     out_dir = Path(out_dir)
     device = torch.device(device)
-    for split_name, split in (("train", train), ("dev", dev)):
-        labels = split.labels
-        if len(split) == 0 or labels.min() == labels.max():
-            raise ValueError(
-                f"{split_name} split needs bona fide and attack samples; got {len(split)} "
-                f"samples with labels {sorted(set(labels.tolist()))}"
-            )
+    check_splits(train, dev)
     detector.to(device)
     size = detector.image_size
     cache_root = Path(cache_dir or out_dir / "feature-cache")
@@ -277,9 +279,7 @@ def train_facecat(
 
     def train_epoch(epoch: int) -> list[float]:
         model.train()
-        generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        order = torch.randperm(len(train_images), generator=generator).numpy()
-        flips = torch.rand(len(train_images), generator=generator) < 0.5
+        order, flips = epoch_order(seed, epoch, len(train_images))
         losses = []
         bar = tqdm(
             list(_batches(len(train_images), config.batch_size, order)),

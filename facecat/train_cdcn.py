@@ -28,7 +28,15 @@ from facecat.cdcn import CDCN, CDCNTrainConfig, cdcn_loss
 from facecat.checkpoints import load_training_state, save_training_state
 from facecat.evaluate import score_files
 from facecat.images import ImageFiles, ImageLoadError
-from facecat.loop import CHECKPOINT_NAME, TrainResult, finish_run, new_state, run_epochs
+from facecat.loop import (
+    CHECKPOINT_NAME,
+    TrainResult,
+    check_splits,
+    epoch_order,
+    finish_run,
+    new_state,
+    run_epochs,
+)
 from facecat.manifest import Manifest
 from facecat.pseudo_depth import depth_targets
 
@@ -173,13 +181,7 @@ def train_cdcn(
         config = replace(config, epochs=epochs)
     out_dir = Path(out_dir)
     device = torch.device(device)
-    for split_name, split in (("train", train), ("dev", dev)):
-        labels = split.labels
-        if len(split) == 0 or labels.min() == labels.max():
-            raise ValueError(
-                f"{split_name} split needs bona fide and attack samples; got {len(split)} "
-                f"samples with labels {sorted(set(labels.tolist()))}"
-            )
+    check_splits(train, dev)
     size = detector.image_size
     supervision = DepthSupervision(train, size, detector.depth_size)
     train_images = ImageFiles(train.paths, size)
@@ -195,9 +197,7 @@ def train_cdcn(
 
     def train_epoch(epoch: int) -> list[float]:
         detector.train()
-        generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        order = torch.randperm(len(train), generator=generator).numpy()
-        flips = torch.rand(len(train), generator=generator) < 0.5
+        order, flips = epoch_order(seed, epoch, len(train))
         losses = []
         bar = tqdm(
             _spans(len(train), config.batch_size),

@@ -156,3 +156,9 @@ def _skin_weight(fr: _Frame) -> Tensor:
 def _scale(fr: _Frame) -> float:
     """Pixel scale relative to the canonical 64x64 crop (inter-ocular distance 20 px)."""
     return fr.d / 20.0
+
+
+def _face_frame(face: Tensor, landmarks: Tensor) -> tuple[_Frame, float]:
+    """The face frame of ``landmarks`` over the pixel grid of ``face``, and its pixel scale."""
+    fr = _frame(landmarks, face.shape[-2], face.shape[-1])
+    return fr, _scale(fr)

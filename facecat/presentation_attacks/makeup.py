@@ -12,12 +12,11 @@ from facecat.presentation_attacks._geometry import (
     _band,
     _box_sdf,
     _ellipse_sdf,
+    _face_frame,
     _face_oval_sdf,
-    _frame,
     _gauss,
     _mouth_geometry,
     _mouth_sdf,
-    _scale,
     _skin_weight,
     _soft,
 )
@@ -107,10 +106,8 @@ def makeup_cosmetic(
     Returns:
         The simulated attack image, same shape and dtype as ``face``.
     """
-    h, w = face.shape[-2:]
     region = _region("Makeup_Co", face, landmarks)
-    fr = _frame(landmarks, h, w)
-    sc = _scale(fr)
+    fr, sc = _face_frame(face, landmarks)
     dt = face.dtype
     strength = _uniform(rng, 0.5, 1.0)
     skin = _skin_weight(fr).to(dt)
@@ -178,10 +175,8 @@ def makeup_impersonation(
         raise ValueError(
             "Makeup_Im needs a donor face and donor_landmarks (the impersonated identity)"
         )
-    h, w = face.shape[-2:]
     region = _region("Makeup_Im", face, landmarks)
-    fr = _frame(landmarks, h, w)
-    sc = _scale(fr)
+    fr, sc = _face_frame(face, landmarks)
     dt = face.dtype
     strength = _uniform(rng, 0.5, 1.0)
     skin = _skin_weight(fr).to(dt)
@@ -247,10 +242,9 @@ def makeup_obfuscation(
     Returns:
         The simulated attack image, same shape and dtype as ``face``.
     """
-    h, w = face.shape[-2:]
     region = _region("Makeup_Ob", face, landmarks)
-    fr = _frame(landmarks, h, w)
-    sc = _scale(fr)
+    fr, sc = _face_frame(face, landmarks)
+    h, w = face.shape[-2:]
     dt = face.dtype
     strength = _uniform(rng, 0.7, 1.0)
     oval = _soft(_face_oval_sdf(fr), 1.0)

@@ -12,12 +12,11 @@ from facecat.presentation_attacks._geometry import (
     _band,
     _ellipse_sdf,
     _eye_sdf,
+    _face_frame,
     _face_oval_sdf,
     _Frame,
-    _frame,
     _gauss,
     _mouth_sdf,
-    _scale,
     _skin_weight,
     _soft,
 )
@@ -81,9 +80,8 @@ def mask_half(
     Returns:
         The simulated attack image, same shape and dtype as ``face``.
     """
+    fr, sc = _face_frame(face, landmarks)
     h, w = face.shape[-2:]
-    fr = _frame(landmarks, h, w)
-    sc = _scale(fr)
     top = fr.pts[_NOSE][1] + _uniform(rng, -0.12, 0.12) * fr.m
     arch = _uniform(rng, 0.05, 0.2) * fr.m
     edge_v = top - arch * (1.0 - (fr.u / (1.1 * fr.d)) ** 2).clamp_min(0.0)
@@ -132,9 +130,7 @@ def mask_silicone(
     Returns:
         The simulated attack image, same shape and dtype as ``face``.
     """
-    h, w = face.shape[-2:]
-    fr = _frame(landmarks, h, w)
-    sc = _scale(fr)
+    fr, sc = _face_frame(face, landmarks)
     strength = _uniform(rng, 0.5, 1.0)
     base = _bilateral(face, fr, _uniform(rng, 0.08, 0.16), _uniform(rng, 1.0, 2.0) * sc)
     if donor is not None and donor_landmarks is not None:
@@ -196,9 +192,7 @@ def mask_transparent(
     Returns:
         The simulated attack image, same shape and dtype as ``face``.
     """
-    h, w = face.shape[-2:]
-    fr = _frame(landmarks, h, w)
-    sc = _scale(fr)
+    fr, sc = _face_frame(face, landmarks)
     if donor is not None and donor_landmarks is not None:
         layer = _aligned_donor(donor, donor_landmarks, landmarks, face)
     else:
@@ -253,9 +247,8 @@ def mask_paper(
     Returns:
         The simulated attack image, same shape and dtype as ``face``.
     """
+    fr, sc = _face_frame(face, landmarks)
     h, w = face.shape[-2:]
-    fr = _frame(landmarks, h, w)
-    sc = _scale(fr)
     strength = _uniform(rng, 0.6, 1.0)
     centre = fr.to_xy(0.0, 0.45 * fr.m)
     shift = (_uniform(rng, -0.05, 0.05) * fr.d, _uniform(rng, -0.05, 0.05) * fr.d)
@@ -310,9 +303,8 @@ def mask_mannequin(
     Returns:
         The simulated attack image, same shape and dtype as ``face``.
     """
+    fr, sc = _face_frame(face, landmarks)
     h, w = face.shape[-2:]
-    fr = _frame(landmarks, h, w)
-    sc = _scale(fr)
     weight = _skin_weight(fr).to(face.dtype)
     skin = _mean_colour(face, weight)
     paint = _rgb(_MANNEQUIN_SKIN[_choice(rng, len(_MANNEQUIN_SKIN))], face)

@@ -13,8 +13,8 @@ from facecat.presentation_attacks._geometry import (
     _band,
     _box_sdf,
     _ellipse_sdf,
+    _face_frame,
     _Frame,
-    _frame,
     _mouth_geometry,
     _scale,
     _soft,
@@ -102,9 +102,8 @@ def partial_eye(
     Returns:
         The simulated attack image, same shape and dtype as ``face``.
     """
-    h, w = face.shape[-2:]
     region = _region("Partial_Eye", face, landmarks)
-    fr = _frame(landmarks, h, w)
+    fr, _ = _face_frame(face, landmarks)
     half = (_uniform(rng, 0.85, 1.0) * fr.d, _uniform(rng, 0.26, 0.34) * fr.m)
     centre = (_uniform(rng, -0.04, 0.04) * fr.d, _uniform(rng, -0.04, 0.04) * fr.d)
     out, _ = _pasted_print(face, fr, rng, centre, half, _uniform(rng, -3.0, 3.0), 0.08)
@@ -136,9 +135,8 @@ def partial_mouth(
     Returns:
         The simulated attack image, same shape and dtype as ``face``.
     """
-    h, w = face.shape[-2:]
     region = _region("Partial_Mouth", face, landmarks)
-    fr = _frame(landmarks, h, w)
+    fr, _ = _face_frame(face, landmarks)
     cu, cv, half_width, tilt = _mouth_geometry(fr)
     half = (half_width + _uniform(rng, 0.25, 0.4) * fr.d, _uniform(rng, 0.22, 0.3) * fr.m)
     centre = (cu + _uniform(rng, -0.05, 0.05) * fr.d, cv + _uniform(rng, -0.05, 0.05) * fr.m)
@@ -172,10 +170,8 @@ def partial_funny_eye(
     Returns:
         The simulated attack image, same shape and dtype as ``face``.
     """
-    h, w = face.shape[-2:]
     region = _region("Partial_Funnyeye", face, landmarks)
-    fr = _frame(landmarks, h, w)
-    sc = _scale(fr)
+    fr, sc = _face_frame(face, landmarks)
     dt = face.dtype
     out = face
     white = _rgb(_jitter_colour(rng, (0.96, 0.96, 0.94), 0.03), face)
@@ -233,10 +229,8 @@ def partial_paper_glasses(
     Returns:
         The simulated attack image, same shape and dtype as ``face``.
     """
-    h, w = face.shape[-2:]
     region = _region("Partial_Paperglass", face, landmarks)
-    fr = _frame(landmarks, h, w)
-    sc = _scale(fr)
+    fr, sc = _face_frame(face, landmarks)
     dt = face.dtype
     lu = _uniform(rng, 0.26, 0.34) * fr.d
     lv = _uniform(rng, 0.18, 0.26) * fr.d
