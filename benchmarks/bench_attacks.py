@@ -17,13 +17,13 @@ import time
 
 import torch
 
-from facecat.adversarial_faces import (
+from facecat.datasets.adversarial_faces import (
     bundled_test_faces,
     create_recognizer,
     protocol_attack_options,
     success_table,
 )
-from facecat.protocol import ADVERSARIAL_TYPES
+from facecat.datasets.protocol import ADVERSARIAL_TYPES
 
 
 def forward_backward_seconds(recognizer: torch.nn.Module, images: torch.Tensor) -> float:

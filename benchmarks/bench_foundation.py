@@ -22,10 +22,10 @@ from pathlib import Path
 import torch
 
 from facecat import create_detector
-from facecat.config import TrainConfig
-from facecat.demo import write_lfw_manifest
-from facecat.manifest import read_manifest
-from facecat.train import train_facecat
+from facecat.datasets.demo import write_lfw_manifest
+from facecat.datasets.manifest import read_manifest
+from facecat.models.config import TrainConfig
+from facecat.training.facecat import train_facecat
 
 
 def extraction_rate(model: str, batch_size: int, device: torch.device, repeats: int) -> float:

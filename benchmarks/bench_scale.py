@@ -37,7 +37,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from facecat import create_detector
-from facecat.features import DTYPES
+from facecat.models.features import DTYPES
 
 CONFIGS = ("facecat-ffhq256", "facecat-small")
 FUSED_AND_MATH = [
@@ -202,7 +202,7 @@ def section_attention(device: torch.device, configs: list[str]) -> None:
 
 
 def section_jpeg(device: torch.device) -> None:
-    from facecat.evaluate import score_images
+    from facecat.evaluation.evaluate import score_images
     from facecat.robustness.checks import SEVERITIES
     from facecat.robustness.transforms import apply_transform
 
@@ -222,7 +222,7 @@ def section_jpeg(device: torch.device) -> None:
 
 
 def section_torchrun(epochs: int) -> None:
-    from facecat.demo import write_lfw_manifest
+    from facecat.datasets.demo import write_lfw_manifest
 
     print("\n## facecat train under torchrun on CPU (gloo), 1 vs 2 processes\n")
     print("| processes | threads each | seconds (extraction + training) |")

@@ -28,10 +28,10 @@ def main() -> None:
     import skimage.data
     from PIL import Image
 
-    from facecat.crop import crop_faces
-    from facecat.landmarks import FaceDetector
-    from facecat.photo_decisions import decide_files
-    from facecat.registry import load_detector
+    from facecat.core.landmarks import FaceDetector
+    from facecat.datasets.crop import crop_faces
+    from facecat.evaluation.photo_decisions import decide_files
+    from facecat.models.registry import load_detector
 
     imported = time.perf_counter() - started
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor()}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from facecat.registry import (
+    from facecat.models.registry import (
         Detector,
         create_detector,
         list_detectors,
@@ -36,7 +36,7 @@ def __getattr__(name: str) -> Any:
     """The registry's public names, imported with the "cdcn" and "facecat" kinds registered."""
     if name not in __all__:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from facecat import registry
+    from facecat.models import registry
 
     registry.register_builtin_kinds()
     value = getattr(registry, name)

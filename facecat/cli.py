@@ -30,7 +30,7 @@ from facecat.commands import (
     cmd_ship_detectors,
     cmd_train,
 )
-from facecat.paths import SHIPPED_DIR
+from facecat.core.paths import SHIPPED_DIR
 
 #: Built-in exceptions that main() reports as user errors (facecat's own: _is_user_error).
 _BUILTIN_USER_ERRORS = (FileNotFoundError, FloatingPointError, ValueError, KeyError, RuntimeError)
@@ -365,13 +365,13 @@ def _is_user_error(error: Exception) -> bool:
     """Whether main() reports ``error`` in one line; facecat's classes are imported only here."""
     if isinstance(error, _BUILTIN_USER_ERRORS):
         return True
-    from facecat.checkpoints import CheckpointError
-    from facecat.config import ConfigError
-    from facecat.images import ImageLoadError
-    from facecat.landmarks import LandmarkError
-    from facecat.manifest import ManifestError
-    from facecat.metrics import MetricsError
-    from facecat.text import TextEncoderError
+    from facecat.core.checkpoints import CheckpointError
+    from facecat.core.images import ImageLoadError
+    from facecat.core.landmarks import LandmarkError
+    from facecat.datasets.manifest import ManifestError
+    from facecat.evaluation.metrics import MetricsError
+    from facecat.models.config import ConfigError
+    from facecat.models.text import TextEncoderError
 
     return isinstance(
         error,

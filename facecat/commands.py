@@ -14,15 +14,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from facecat.adversarial_faces import AdversarialFaces
+    from facecat.datasets.adversarial_faces import AdversarialFaces
 
 log = logging.getLogger("facecat")
 
 
 def cmd_models(args: argparse.Namespace) -> None:
-    from facecat.config import read_config_dict
-    from facecat.registry import list_detectors
-    from facecat.shipped import shipped_table
+    from facecat.experiments.shipped import shipped_table
+    from facecat.models.config import read_config_dict
+    from facecat.models.registry import list_detectors
 
     print("detector configs (create_detector(name), facecat train --model name):")
     for name in list_detectors():
@@ -39,8 +39,8 @@ def cmd_models(args: argparse.Namespace) -> None:
 
 
 def cmd_ship_detectors(args: argparse.Namespace) -> None:
-    from facecat.device import pick_device
-    from facecat.shipped import ship_detectors
+    from facecat.core.device import pick_device
+    from facecat.experiments.shipped import ship_detectors
 
     for path in ship_detectors(
         args.out,
@@ -53,11 +53,11 @@ def cmd_ship_detectors(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from facecat.device import pick_device
-    from facecat.distributed import join_process_group
-    from facecat.manifest import read_manifest
-    from facecat.registry import create_detector
-    from facecat.training import train_detector
+    from facecat.core.device import pick_device
+    from facecat.core.distributed import join_process_group
+    from facecat.datasets.manifest import read_manifest
+    from facecat.models.registry import create_detector
+    from facecat.training.detector import train_detector
 
     manifest = read_manifest(args.manifest)
     overrides = json.loads(args.set) if args.set else {}
@@ -92,11 +92,11 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from facecat.checkpoints import atomic_write
-    from facecat.device import pick_device
-    from facecat.evaluate import evaluate_detector
-    from facecat.manifest import read_manifest
-    from facecat.registry import load_detector
+    from facecat.core.checkpoints import atomic_write
+    from facecat.core.device import pick_device
+    from facecat.datasets.manifest import read_manifest
+    from facecat.evaluation.evaluate import evaluate_detector
+    from facecat.models.registry import load_detector
 
     detector = load_detector(args.detector, device=pick_device(args.device))
     manifest = read_manifest(args.manifest)
@@ -125,11 +125,11 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from facecat.checkpoints import atomic_write
-    from facecat.device import pick_device
-    from facecat.landmarks import FaceDetector
-    from facecat.photo_decisions import decide_files
-    from facecat.registry import load_detector
+    from facecat.core.checkpoints import atomic_write
+    from facecat.core.device import pick_device
+    from facecat.core.landmarks import FaceDetector
+    from facecat.evaluation.photo_decisions import decide_files
+    from facecat.models.registry import load_detector
 
     device = pick_device(args.device)
     detector = load_detector(args.detector, device=device)
@@ -166,11 +166,11 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain_fdm(args: argparse.Namespace) -> None:
-    from facecat.bona_fide import bundled_manifest
-    from facecat.config import FaceCatConfig, read_config_dict
-    from facecat.device import pick_device
-    from facecat.manifest import read_manifest
-    from facecat.pretrain import PretrainConfig, pretrain_fdm
+    from facecat.core.device import pick_device
+    from facecat.datasets.bona_fide import bundled_manifest
+    from facecat.datasets.manifest import read_manifest
+    from facecat.models.config import FaceCatConfig, read_config_dict
+    from facecat.training.pretrain import PretrainConfig, pretrain_fdm
 
     config = FaceCatConfig.from_dict(read_config_dict(args.model))
     if args.real_manifest == "none":
@@ -203,15 +203,15 @@ def cmd_pretrain_fdm(args: argparse.Namespace) -> None:
 
 
 def cmd_demo_data(args: argparse.Namespace) -> None:
-    from facecat.demo import write_lfw_manifest
+    from facecat.datasets.demo import write_lfw_manifest
 
     manifest = write_lfw_manifest(Path(args.out), size=args.size)
     print(f"wrote {manifest}")
 
 
 def _adversarial_generators(args: argparse.Namespace) -> dict[str, AdversarialFaces]:
-    from facecat.adversarial_faces import protocol_generators
-    from facecat.device import pick_device
+    from facecat.core.device import pick_device
+    from facecat.datasets.adversarial_faces import protocol_generators
 
     if args.no_adversarial:
         return {}
@@ -219,7 +219,7 @@ def _adversarial_generators(args: argparse.Namespace) -> dict[str, AdversarialFa
 
 
 def cmd_data_build(args: argparse.Namespace) -> None:
-    from facecat.protocol import MANIFEST_NAME, build_embedded
+    from facecat.datasets.protocol import MANIFEST_NAME, build_embedded
 
     protocol = build_embedded(
         args.cache_dir,
@@ -231,14 +231,14 @@ def cmd_data_build(args: argparse.Namespace) -> None:
 
 
 def cmd_data_show(args: argparse.Namespace) -> None:
-    from facecat.protocol import pa_contact_sheet
+    from facecat.datasets.protocol import pa_contact_sheet
 
     print(f"wrote {pa_contact_sheet(args.out, faces=args.faces, seed=args.seed)}")
 
 
 def cmd_data_stats(args: argparse.Namespace) -> None:
-    from facecat.manifest import read_manifest
-    from facecat.protocol import build_embedded, counts
+    from facecat.datasets.manifest import read_manifest
+    from facecat.datasets.protocol import build_embedded, counts
 
     if args.manifest:
         manifest = read_manifest(args.manifest)
@@ -250,7 +250,7 @@ def cmd_data_stats(args: argparse.Namespace) -> None:
 
 
 def cmd_data_siw_mv2(args: argparse.Namespace) -> None:
-    from facecat.siw_mv2 import write_siw_mv2_manifest
+    from facecat.datasets.siw_mv2 import write_siw_mv2_manifest
 
     out = write_siw_mv2_manifest(
         args.root,
@@ -266,7 +266,7 @@ def cmd_data_siw_mv2(args: argparse.Namespace) -> None:
 
 
 def cmd_crop(args: argparse.Namespace) -> None:
-    from facecat.crop import crop_faces
+    from facecat.datasets.crop import crop_faces
 
     out = crop_faces(
         [Path(p) for p in args.inputs],
@@ -282,16 +282,16 @@ def cmd_attack(args: argparse.Namespace) -> None:
     import numpy as np
     import pandas as pd
 
-    from facecat.adversarial_faces import (
+    from facecat.core.device import pick_device
+    from facecat.core.images import load_images
+    from facecat.datasets.adversarial_faces import (
         craft,
         create_recognizer,
         landmarks_tensor,
         pick_targets,
         save_image,
     )
-    from facecat.device import pick_device
-    from facecat.images import load_images
-    from facecat.manifest import read_manifest, write_manifest
+    from facecat.datasets.manifest import read_manifest, write_manifest
 
     manifest = read_manifest(args.manifest)
     if args.split:
@@ -340,15 +340,15 @@ def cmd_attack(args: argparse.Namespace) -> None:
 
 
 def cmd_attack_table(args: argparse.Namespace) -> None:
-    from facecat.adversarial_faces import (
+    from facecat.core.checkpoints import atomic_write
+    from facecat.core.device import pick_device
+    from facecat.datasets.adversarial_faces import (
         adversarial_contact_sheet,
         bundled_test_faces,
         create_recognizer,
         success_table,
     )
-    from facecat.checkpoints import atomic_write
-    from facecat.device import pick_device
-    from facecat.protocol import ADVERSARIAL_TYPES
+    from facecat.datasets.protocol import ADVERSARIAL_TYPES
 
     recognizer = create_recognizer(args.fr, pick_device(args.device))
     images, landmarks, subjects, _ = bundled_test_faces(args.faces)
@@ -369,8 +369,8 @@ def cmd_attack_table(args: argparse.Namespace) -> None:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
-    from facecat.device import pick_device
-    from facecat.reproduce import run_main_job
+    from facecat.core.device import pick_device
+    from facecat.experiments.reproduce import run_main_job
 
     table = run_main_job(
         args.out,
@@ -386,8 +386,8 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
 
 
 def cmd_seeds(args: argparse.Namespace) -> None:
-    from facecat.device import pick_device
-    from facecat.reproduce import run_seed_study
+    from facecat.core.device import pick_device
+    from facecat.experiments.reproduce import run_seed_study
 
     table = run_seed_study(
         _int_list(args.seeds, "--seeds"),
@@ -402,8 +402,8 @@ def cmd_seeds(args: argparse.Namespace) -> None:
 
 
 def cmd_ablate_blocks(args: argparse.Namespace) -> None:
-    from facecat.device import pick_device
-    from facecat.reproduce import run_block_ablation
+    from facecat.core.device import pick_device
+    from facecat.experiments.reproduce import run_block_ablation
 
     try:
         block_sets = tuple(tuple(int(b) for b in text.split(",")) for text in args.blocks)
@@ -433,8 +433,8 @@ def _int_list(text: str, what: str) -> tuple[int, ...]:
 
 
 def cmd_probe(args: argparse.Namespace) -> None:
-    from facecat.device import pick_device
-    from facecat.reproduce import run_probe_job
+    from facecat.core.device import pick_device
+    from facecat.experiments.reproduce import run_probe_job
 
     table = run_probe_job(
         args.out,
@@ -459,7 +459,7 @@ def cmd_probe(args: argparse.Namespace) -> None:
 
 
 def cmd_info(args: argparse.Namespace) -> None:
-    from facecat.registry import read_detector_header, resolve_detector_path
+    from facecat.models.registry import read_detector_header, resolve_detector_path
 
     header = read_detector_header(resolve_detector_path(args.detector))
     print(

@@ -23,8 +23,11 @@ from pathlib import Path
 
 import pytest
 
-from facecat.adversarial_faces import create_recognizer
-from facecat.device import pick_device
+from facecat.core.device import pick_device
+from facecat.core.provenance import provenance
+from facecat.datasets.adversarial_faces import create_recognizer
+from facecat.datasets.protocol import default_cache_dir
+from facecat.experiments.variants import embedded_p1
 from facecat.physical.captured import load_captured_set
 from facecat.physical.harness import PhysicalHarness
 from facecat.physical.physical_set import (
@@ -35,11 +38,8 @@ from facecat.physical.physical_set import (
     build_physical_set,
 )
 from facecat.physical.report import write_physical_results
-from facecat.protocol import default_cache_dir
-from facecat.provenance import provenance
 from facecat.robustness.checks import Criteria, check_params, physical_checks
 from facecat.robustness.detectors import DetectorPool, parse_detector_list
-from facecat.variants import embedded_p1
 
 _HARNESS = pytest.StashKey[PhysicalHarness]()
 _SET = pytest.StashKey[PhysicalSet]()

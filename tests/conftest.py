@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from facecat.demo import write_lfw_manifest
+from facecat.datasets.demo import write_lfw_manifest
 
 
 @pytest.fixture(scope="session")

@@ -8,19 +8,19 @@ import pytest
 import torch
 from torch import nn
 
-from facecat.adversarial_faces import (
+from facecat.cli import main
+from facecat.datasets.adversarial_faces import (
     AdversarialFaces,
     bundled_test_faces,
     craft,
     pick_targets,
     success_table,
 )
-from facecat.bona_fide import bundled_manifest
-from facecat.cli import main
-from facecat.dlib_resnet import DlibFormatError, packaged_model_file
-from facecat.face_recognition import TorchRecognizer
-from facecat.manifest import read_manifest, write_manifest
-from facecat.protocol import build_embedded
+from facecat.datasets.bona_fide import bundled_manifest
+from facecat.datasets.manifest import read_manifest, write_manifest
+from facecat.datasets.protocol import build_embedded
+from facecat.recognition.dlib_resnet import DlibFormatError, packaged_model_file
+from facecat.recognition.face_recognition import TorchRecognizer
 
 pytest.importorskip("torchattacks", reason="gradient attacks run through torchattacks")
 

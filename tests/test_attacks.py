@@ -29,11 +29,11 @@ from facecat.attacks import (
     parse_adversarial_type,
     sticker_mask,
 )
-from facecat.bona_fide import bundled_manifest
-from facecat.face_recognition import FaceRecognizer, TorchRecognizer
-from facecat.images import load_images
-from facecat.manifest import read_manifest
-from facecat.protocol import ADVERSARIAL_METHODS, ADVERSARIAL_TYPES
+from facecat.core.images import load_images
+from facecat.datasets.bona_fide import bundled_manifest
+from facecat.datasets.manifest import read_manifest
+from facecat.datasets.protocol import ADVERSARIAL_METHODS, ADVERSARIAL_TYPES
+from facecat.recognition.face_recognition import FaceRecognizer, TorchRecognizer
 
 THRESHOLD = 0.3
 GRADIENT = ("FGSM", "PGD", "DIM")

@@ -9,12 +9,12 @@ import pytest
 from PIL import Image
 
 from facecat import create_detector
-from facecat.augment import jpeg_copies
-from facecat.config import TrainConfig
-from facecat.images import load_image
-from facecat.manifest import read_manifest
-from facecat.registry import read_detector_header
-from facecat.train import train_facecat
+from facecat.core.images import load_image
+from facecat.datasets.manifest import read_manifest
+from facecat.models.config import TrainConfig
+from facecat.models.registry import read_detector_header
+from facecat.training.augment import jpeg_copies
+from facecat.training.facecat import train_facecat
 
 
 @pytest.fixture(scope="module")

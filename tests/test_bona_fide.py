@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facecat.bona_fide import bundled_manifest, dcgan_faces, portrait_faces, usable
-from facecat.manifest import BONA_FIDE, check_landmarks, read_manifest
+from facecat.datasets.bona_fide import bundled_manifest, dcgan_faces, portrait_faces, usable
+from facecat.datasets.manifest import BONA_FIDE, check_landmarks, read_manifest
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def _bundled(manifest, subject):
 def test_build_script_regenerates_the_bundled_faces(manifest):
     pytest.importorskip("gan_face_generate", reason="the build needs gan-face-generate")
     pytest.importorskip("facenet_pytorch", reason="the build needs facenet-pytorch (MTCNN)")
-    from facecat.landmarks import FaceDetector
+    from facecat.core.landmarks import FaceDetector
 
     detector = FaceDetector(min_face_size=20, upsample=2)
     generated = dcgan_faces(2, 3, seed=0, detector=detector)

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from facecat import create_detector
-from facecat.cache import FeatureCache, feature_key
-from facecat.features import flatten_features
-from facecat.images import ImageFiles
-from facecat.manifest import read_manifest
+from facecat.core.images import ImageFiles
+from facecat.datasets.manifest import read_manifest
+from facecat.models.features import flatten_features
+from facecat.training.cache import FeatureCache, feature_key
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def test_cached_rows_equal_direct_extraction(detector, images, tmp_path):
 def test_second_call_is_a_hit_and_memory_mapped(detector, images, tmp_path, caplog):
     cache = FeatureCache(tmp_path)
     first = np.array(_rows(cache, detector, images))
-    with caplog.at_level(logging.INFO, logger="facecat.cache"):
+    with caplog.at_level(logging.INFO, logger="facecat.training.cache"):
         second = _rows(cache, detector, images)
     assert "feature cache hit" in caplog.text
     assert isinstance(second, np.memmap)
@@ -83,7 +83,7 @@ def test_damaged_entry_is_rebuilt_not_reused(detector, images, tmp_path, damage,
         data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
     else:
         meta.write_text(meta.read_text().replace('"float32"', '"float16"'))
-    with caplog.at_level(logging.INFO, logger="facecat.cache"):
+    with caplog.at_level(logging.INFO, logger="facecat.training.cache"):
         rebuilt = _rows(cache, detector, images)
     assert "feature cache hit" not in caplog.text
     np.testing.assert_array_equal(good, rebuilt)
@@ -100,7 +100,7 @@ def test_float16_and_float32_entries_coexist(detector, images, tmp_path, caplog)
     half, full = np.array(rows("float16")), np.array(rows("float32"))
     assert half.dtype == np.float16 and full.dtype == np.float32
     np.testing.assert_allclose(half, full, rtol=1e-2, atol=1e-3)
-    with caplog.at_level(logging.INFO, logger="facecat.cache"):
+    with caplog.at_level(logging.INFO, logger="facecat.training.cache"):
         rows("float16")
     assert "feature cache hit" in caplog.text and "rebuilding" not in caplog.text
     assert len(list(tmp_path.glob("*/*.npy"))) == 2
@@ -113,7 +113,7 @@ def test_subset_of_cached_images_is_assembled_without_extracting(
     full = np.array(_rows(cache, detector, images))
     chosen = [7, 2, 11, 2]
     subset = ImageFiles([images.paths[i] for i in chosen], images.size)
-    with caplog.at_level(logging.INFO, logger="facecat.cache"):
+    with caplog.at_level(logging.INFO, logger="facecat.training.cache"):
         rows = _rows(cache, detector, subset)
     assert "assembled from cached rows" in caplog.text and "extracting" not in caplog.text
     np.testing.assert_array_equal(rows, full[chosen])
@@ -125,13 +125,13 @@ def test_partly_cached_list_extracts_only_the_new_images(detector, images, tmp_p
     first = ImageFiles(images.paths[:8], images.size)
     _rows(cache, detector, first)
     mixed = ImageFiles(images.paths[4:], images.size)
-    with caplog.at_level(logging.INFO, logger="facecat.cache"):
+    with caplog.at_level(logging.INFO, logger="facecat.training.cache"):
         rows = np.array(_rows(cache, detector, mixed))
     assert "extracting features of 4 of 8 images" in caplog.text
     batch = torch.stack([mixed[i] for i in range(len(mixed))])
     direct = flatten_features(detector.extractor(batch)).numpy()
     np.testing.assert_allclose(rows, direct, rtol=1e-5, atol=1e-5)
-    with caplog.at_level(logging.INFO, logger="facecat.cache"):
+    with caplog.at_level(logging.INFO, logger="facecat.training.cache"):
         np.testing.assert_array_equal(_rows(cache, detector, mixed), rows)
     assert "feature cache hit" in caplog.text
 
@@ -144,7 +144,7 @@ def test_damaged_entry_lends_no_rows(detector, images, tmp_path, caplog):
     damaged[:] = 0
     np.save(data, damaged)
     subset = ImageFiles(images.paths[:3], images.size)
-    with caplog.at_level(logging.INFO, logger="facecat.cache"):
+    with caplog.at_level(logging.INFO, logger="facecat.training.cache"):
         rows = _rows(cache, detector, subset)
     assert "content changed" in caplog.text and "extracting features of 3 of 3" in caplog.text
     np.testing.assert_allclose(rows, good[:3], rtol=1e-5, atol=1e-5)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from facecat.bona_fide import bundled_manifest
-from facecat.capture import CaptureSettings, capture
-from facecat.images import load_image
-from facecat.manifest import read_manifest
+from facecat.core.images import load_image
+from facecat.datasets.bona_fide import bundled_manifest
+from facecat.datasets.capture import CaptureSettings, capture
+from facecat.datasets.manifest import read_manifest
 
 
 def _face(source: str) -> torch.Tensor:

@@ -10,8 +10,13 @@ import torch.nn.functional as F
 from PIL import Image
 
 from facecat import create_detector, list_detectors, load_detector, save_detector
-from facecat.bona_fide import bundled_manifest
-from facecat.cdcn import (
+from facecat.core.checkpoints import CheckpointError
+from facecat.core.images import ImageBatchError, load_image
+from facecat.core.landmarks import template
+from facecat.datasets.bona_fide import bundled_manifest
+from facecat.datasets.manifest import Manifest, read_manifest, write_manifest
+from facecat.datasets.presentation_attacks import simulate_pa
+from facecat.models.cdcn import (
     CDCNConfig,
     CDCNpp,
     CentralDifferenceConv2d,
@@ -19,15 +24,10 @@ from facecat.cdcn import (
     contrast_depth_kernels,
     contrast_depth_loss,
 )
-from facecat.checkpoints import CheckpointError
-from facecat.config import ConfigError, read_config_dict
-from facecat.images import ImageBatchError, load_image
-from facecat.landmarks import template
-from facecat.manifest import Manifest, read_manifest, write_manifest
-from facecat.presentation_attacks import simulate_pa
-from facecat.pseudo_depth import depth_targets, pseudo_depth
-from facecat.registry import read_detector_header
-from facecat.train_cdcn import DepthSupervision, train_cdcn
+from facecat.models.config import ConfigError, read_config_dict
+from facecat.models.registry import read_detector_header
+from facecat.training.cdcn import DepthSupervision, train_cdcn
+from facecat.training.pseudo_depth import depth_targets, pseudo_depth
 
 TINY = {"image_size": 32, "width": 0.125, "train": {"batch_size": 4}}
 

@@ -13,9 +13,9 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from facecat.crop import CROP_COLUMNS, crop_faces
-from facecat.images import ImageLoadError
-from facecat.landmarks import FaceDetector, LandmarkError, template
+from facecat.core.images import ImageLoadError
+from facecat.core.landmarks import FaceDetector, LandmarkError, template
+from facecat.datasets.crop import CROP_COLUMNS, crop_faces
 
 SIZE = 64
 
@@ -76,7 +76,7 @@ def test_crop_image(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="facecat.crop"):
+    with caplog.at_level(logging.WARNING, logger="facecat.datasets.crop"):
         csv = crop_faces([images["face"], images["noise"]], tmp_path, size=SIZE, detector=detector)
     assert csv == tmp_path / "crops.csv"
     table = _read(csv)

@@ -16,9 +16,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from facecat.demo import write_lfw_manifest
-from facecat.distributed import World, gather_rows, shard_bounds
-from facecat.train import accumulate_shares
+from facecat.core.distributed import World, gather_rows, shard_bounds
+from facecat.datasets.demo import write_lfw_manifest
+from facecat.training.facecat import accumulate_shares
 
 EPOCHS = "2"
 
@@ -132,8 +132,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from facecat import create_detector
-from facecat.distributed import join_process_group
-from facecat.evaluate import score_images
+from facecat.core.distributed import join_process_group
+from facecat.evaluation.evaluate import score_images
 
 world, _ = join_process_group("cpu")
 detector = create_detector("facecat-tiny", text_guided=False, unet_weights="random")

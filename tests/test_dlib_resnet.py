@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from facecat.bona_fide import bundled_manifest
-from facecat.dlib_resnet import (
+from facecat.core.images import load_images
+from facecat.datasets.bona_fide import bundled_manifest
+from facecat.datasets.manifest import read_manifest
+from facecat.recognition.dlib_resnet import (
     DlibFormatError,
     DlibRecognizer,
     DlibResNet,
@@ -17,9 +19,7 @@ from facecat.dlib_resnet import (
     parse_dlib_resnet,
     warp_to_chip,
 )
-from facecat.face_recognition import FaceRecognitionError
-from facecat.images import load_images
-from facecat.manifest import read_manifest
+from facecat.recognition.face_recognition import FaceRecognitionError
 
 GOLDEN = Path(__file__).parent / "fixtures" / "dlib_golden.npz"
 

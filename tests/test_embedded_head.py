@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 
 from facecat import create_detector
-from facecat.config import ConfigError, TrainConfig, read_config_dict
-from facecat.head import ConvHead, EmbeddingHead, create_head
-from facecat.manifest import read_manifest
-from facecat.train import lr_factor, mirror, train_facecat
+from facecat.datasets.manifest import read_manifest
+from facecat.models.config import ConfigError, TrainConfig, read_config_dict
+from facecat.models.head import ConvHead, EmbeddingHead, create_head
+from facecat.training.facecat import lr_factor, mirror, train_facecat
 
 #: facecat-tiny with the embedded recipe of facecat-small (its conv head, pooled blocks).
 EMBEDDED_RECIPE = {

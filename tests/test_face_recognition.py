@@ -6,7 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from facecat.face_recognition import FaceRecognitionError, OnnxRecognizer, TorchRecognizer
+from facecat.recognition.face_recognition import (
+    FaceRecognitionError,
+    OnnxRecognizer,
+    TorchRecognizer,
+)
 
 
 def _network() -> nn.Module:

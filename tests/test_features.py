@@ -1,4 +1,4 @@
-"""Tests for facecat.features: frozen diffusion features with the facecat-tiny UNet."""
+"""Tests for facecat.models.features: frozen diffusion features with the facecat-tiny UNet."""
 
 from __future__ import annotations
 
@@ -9,15 +9,15 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from facecat.config import FaceCatConfig, read_config_dict
-from facecat.diffusion import GaussianDiffusion
-from facecat.features import (
+from facecat.models.config import FaceCatConfig, read_config_dict
+from facecat.models.diffusion import GaussianDiffusion
+from facecat.models.features import (
     DiffusionFeatureExtractor,
     FeatureConfig,
     flatten_features,
     unflatten_features,
 )
-from facecat.unet import BlockShape, UNet, UNetConfig
+from facecat.models.unet import BlockShape, UNet, UNetConfig
 
 TINY = FaceCatConfig.from_dict(read_config_dict("facecat-tiny"))
 SIZE = TINY.unet.image_size

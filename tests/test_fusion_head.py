@@ -1,4 +1,4 @@
-"""Tests for facecat.fusion and facecat.head."""
+"""Tests for facecat.models.fusion and facecat.models.head."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet18
 
-from facecat.checkpoints import CheckpointError
-from facecat.config import FaceCatConfig, read_config_dict
-from facecat.fusion import PoolingFusion, StridedConvFusion, create_fusion
-from facecat.head import EmbeddingHead
-from facecat.unet import BlockShape, decoder_block_shapes
+from facecat.core.checkpoints import CheckpointError
+from facecat.models.config import FaceCatConfig, read_config_dict
+from facecat.models.fusion import PoolingFusion, StridedConvFusion, create_fusion
+from facecat.models.head import EmbeddingHead
+from facecat.models.unet import BlockShape, decoder_block_shapes
 
 
 @pytest.fixture(scope="module")

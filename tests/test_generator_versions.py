@@ -30,14 +30,14 @@ import torch
 from PIL import Image
 from torch import nn
 
-from facecat import adversarial_faces, capture, presentation_attacks, protocol
-from facecat.adversarial_faces import AdversarialFaces
-from facecat.bona_fide import bundled_manifest
-from facecat.face_recognition import TorchRecognizer
-from facecat.images import load_image
-from facecat.manifest import BONA_FIDE, read_manifest, write_manifest
+from facecat.core.images import load_image
+from facecat.datasets import adversarial_faces, capture, presentation_attacks, protocol
+from facecat.datasets.adversarial_faces import AdversarialFaces
+from facecat.datasets.bona_fide import bundled_manifest
+from facecat.datasets.manifest import BONA_FIDE, read_manifest, write_manifest
 from facecat.physical import physical_set
 from facecat.physical.physical_set import PhysicalSettings, build_physical_set
+from facecat.recognition.face_recognition import TorchRecognizer
 
 GOLDEN = Path(__file__).parent / "fixtures" / "generator_digests.json"
 #: Largest change of an image's mean 8-bit value that is still the same output (float

@@ -1,4 +1,4 @@
-"""Tests for facecat.losses: hand computations, limits, numerical safety and properties."""
+"""Tests for facecat.training.losses: hand computations, limits, numerical safety and properties."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from facecat.losses import facecat_loss, focal_loss, triplet_loss
+from facecat.training.losses import facecat_loss, focal_loss, triplet_loss
 
 FAST = settings(max_examples=60, deadline=None)
 

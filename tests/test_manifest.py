@@ -1,4 +1,4 @@
-"""Tests of facecat.manifest: manifest validation, image loading, batch checks."""
+"""Tests of facecat.datasets.manifest: manifest validation, image loading, batch checks."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-import facecat.images as image_io
-from facecat.images import (
+import facecat.core.images as image_io
+from facecat.core.images import (
     ImageBatchError,
     ImageLoadError,
     ImageLoadWarning,
@@ -27,7 +27,7 @@ from facecat.images import (
     load_image,
     load_images,
 )
-from facecat.manifest import (
+from facecat.datasets.manifest import (
     BONA_FIDE,
     Manifest,
     ManifestError,

@@ -1,4 +1,5 @@
-"""Tests for facecat.metrics: sklearn cross-checks, hand cases, brute force and properties."""
+"""Tests for facecat.evaluation.metrics: sklearn cross-checks, hand cases, brute force and
+properties."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn import metrics as skm
 
-from facecat.metrics import (
+from facecat.evaluation.metrics import (
     MetricsError,
     Report,
     apcer_bpcer,

@@ -15,9 +15,9 @@ from PIL import Image
 
 from facecat import create_detector
 from facecat.cli import main
-from facecat.landmarks import FaceDetector
-from facecat.photo_decisions import DECISION_COLUMNS, decide_files, detector_threshold
-from facecat.registry import save_detector
+from facecat.core.landmarks import FaceDetector
+from facecat.evaluation.photo_decisions import DECISION_COLUMNS, decide_files, detector_threshold
+from facecat.models.registry import save_detector
 
 GRACE = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
 
@@ -59,7 +59,7 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _decide(detector_file, photos, names, face_detector, **options) -> pd.DataFrame:
-    from facecat.registry import load_detector
+    from facecat.models.registry import load_detector
 
     return decide_files(
         load_detector(detector_file),
@@ -130,7 +130,7 @@ def test_video_is_scored_per_frame_and_aggregated(detector_file, face_detector, 
 
 
 def test_thresholds_come_from_the_file_or_are_refused(detector_file) -> None:
-    from facecat.registry import load_detector
+    from facecat.models.registry import load_detector
 
     detector = load_detector(detector_file)
     assert detector_threshold(detector) == 0.5

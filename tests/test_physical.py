@@ -12,16 +12,16 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from facecat.bona_fide import bundled_manifest
-from facecat.face_recognition import TorchRecognizer
-from facecat.manifest import ManifestError, read_manifest, write_manifest
+from facecat.datasets.bona_fide import bundled_manifest
+from facecat.datasets.manifest import ManifestError, read_manifest, write_manifest
+from facecat.datasets.protocol import sample_seed
 from facecat.physical.captured import load_captured_set
 from facecat.physical.face_surface import UV_LANDMARKS, face_depth, surface_normals, uv_coordinates
 from facecat.physical.physical_set import PhysicalSettings, build_physical_set, plan_prints
 from facecat.physical.regions import REGIONS, region_mask
 from facecat.physical.render import Capture, print_texture, render, unwrap
 from facecat.physical.texture_attack import TextureAttack
-from facecat.protocol import sample_seed
+from facecat.recognition.face_recognition import TorchRecognizer
 from facecat.robustness.checks import Check, physical_checks
 
 SIZE = 64

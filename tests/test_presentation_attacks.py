@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from skimage import data as skdata
 
-from facecat.presentation_attacks import (
+from facecat.datasets.presentation_attacks import (
     PA_SIMULATORS,
     PA_TYPES,
     attack_region,

@@ -10,15 +10,15 @@ import safetensors
 import safetensors.torch
 import torch
 
-from facecat.checkpoints import CheckpointError, load_strict
-from facecat.pretrain import (
+from facecat.core.checkpoints import CheckpointError, load_strict
+from facecat.models.unet import UNet, UNetConfig
+from facecat.training.pretrain import (
     CHECKPOINT_NAME,
     LOSS_LOG_NAME,
     PretrainConfig,
     pretrain_fdm,
     sample_timesteps,
 )
-from facecat.unet import UNet, UNetConfig
 
 pytest.importorskip("gan_face_generate", reason="pretraining streams DCGAN faces")
 

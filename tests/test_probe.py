@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from facecat.cli import main
-from facecat.probe import C_GRID, fit_probe
+from facecat.experiments.probe import C_GRID, fit_probe
 
 
 def test_fit_probe_picks_c_on_dev_and_separates_separable_rows() -> None:

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from facecat.bona_fide import bundled_manifest
 from facecat.cli import main
-from facecat.manifest import BONA_FIDE, read_manifest, write_manifest
-from facecat.presentation_attacks import PA_TYPES
-from facecat.protocol import (
+from facecat.datasets.bona_fide import bundled_manifest
+from facecat.datasets.manifest import BONA_FIDE, read_manifest, write_manifest
+from facecat.datasets.presentation_attacks import PA_TYPES
+from facecat.datasets.protocol import (
     ADVERSARIAL_TYPES,
     ATTACK_TYPES,
     attack_family,
@@ -79,7 +79,7 @@ def test_build_is_deterministic_and_reused(small_bona_fide, tmp_path, caplog):
     pd.testing.assert_frame_equal(first.manifest.frame, second.manifest.frame)
     for a, b in zip(first.manifest.paths, second.manifest.paths, strict=True):
         assert a.read_bytes() == b.read_bytes()
-    with caplog.at_level(logging.INFO, logger="facecat.protocol"):
+    with caplog.at_level(logging.INFO, logger="facecat.datasets.protocol"):
         again = build_embedded(tmp_path / "a", bona_fide=small_bona_fide, seed=3)
     assert "reusing" in caplog.text
     assert again.root == first.root

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from facecat import create_detector, list_detectors, load_detector, save_detector
-from facecat.checkpoints import CheckpointError
-from facecat.config import ConfigError
-from facecat.images import ImageBatchError
-from facecat.registry import read_detector_header
-from facecat.text import TextEncoderError
-from facecat.unet import UNet
+from facecat.core.checkpoints import CheckpointError
+from facecat.core.images import ImageBatchError
+from facecat.models.config import ConfigError
+from facecat.models.registry import read_detector_header
+from facecat.models.text import TextEncoderError
+from facecat.models.unet import UNet
 
 
 @pytest.fixture(scope="module")

@@ -23,21 +23,21 @@ import torch
 from PIL import Image
 
 from facecat import create_detector, load_detector
-from facecat.cache import FeatureCache
-from facecat.checkpoints import CheckpointError, load_state_dict_file, load_training_state
 from facecat.cli import main
-from facecat.crop import crop_faces
-from facecat.demo import write_lfw_manifest
-from facecat.images import (
+from facecat.core.checkpoints import CheckpointError, load_state_dict_file, load_training_state
+from facecat.core.images import (
     MAX_PIXELS_ENV,
     ImageFiles,
     ImageLoadError,
     default_max_pixels,
     load_image,
 )
-from facecat.manifest import ManifestError, read_manifest
-from facecat.protocol import build_key
-from facecat.registry import save_detector
+from facecat.datasets.crop import crop_faces
+from facecat.datasets.demo import write_lfw_manifest
+from facecat.datasets.manifest import ManifestError, read_manifest
+from facecat.datasets.protocol import build_key
+from facecat.models.registry import save_detector
+from facecat.training.cache import FeatureCache
 
 # --------------------------------------------------------------------------- malicious pickles
 
@@ -78,8 +78,8 @@ def _load_training_checkpoint(path: Path) -> None:
 
 
 def _pretrain_resume(path: Path) -> None:
-    from facecat.pretrain import PretrainConfig, pretrain_fdm
-    from facecat.unet import UNetConfig
+    from facecat.models.unet import UNetConfig
+    from facecat.training.pretrain import PretrainConfig, pretrain_fdm
 
     unet = UNetConfig(
         image_size=32,
@@ -93,7 +93,7 @@ def _pretrain_resume(path: Path) -> None:
 
 
 def _dcgan(path: Path) -> None:
-    from facecat.dcgan import load_generator
+    from facecat.datasets.dcgan import load_generator
 
     load_generator(path)
 
@@ -370,7 +370,7 @@ def video_bytes(tmp_path_factory) -> bytes:
 @pytest.fixture(scope="module")
 def face_detector():
     pytest.importorskip("facenet_pytorch")
-    from facecat.landmarks import FaceDetector
+    from facecat.core.landmarks import FaceDetector
 
     return FaceDetector(upsample=1)
 
@@ -402,7 +402,7 @@ def test_exception_huge_video_frames_refused(tmp_path, video_bytes, face_detecto
 
 
 def _training_checkpoint(path: Path) -> Path:
-    from facecat.checkpoints import save_training_state
+    from facecat.core.checkpoints import save_training_state
 
     model = torch.nn.Linear(2, 2)
     state = {"epoch": 1, "best_epoch": 1, "best_eer": 0.5, "best_model": None, "history": []}

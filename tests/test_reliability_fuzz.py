@@ -25,12 +25,13 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from facecat import create_detector, metrics
+from facecat import create_detector
 from facecat.cli import main
-from facecat.demo import write_lfw_manifest
-from facecat.images import ImageBatchError
-from facecat.manifest import SPLITS, ManifestError, read_manifest
-from facecat.registry import save_detector
+from facecat.core.images import ImageBatchError
+from facecat.datasets.demo import write_lfw_manifest
+from facecat.datasets.manifest import SPLITS, ManifestError, read_manifest
+from facecat.evaluation import metrics
+from facecat.models.registry import save_detector
 
 #: max_examples of each property test here; their sum is the number of fuzz examples run.
 FUZZ_EXAMPLES = {

@@ -18,19 +18,19 @@ import pytest
 import torch
 from PIL import Image
 
-from facecat import cache as cache_module
 from facecat import create_detector
-from facecat.cache import FeatureCache
-from facecat.checkpoints import CheckpointError
 from facecat.cli import main
-from facecat.config import TrainConfig
-from facecat.demo import write_lfw_manifest
-from facecat.evaluate import evaluate_detector, score_files
-from facecat.images import ImageBatchError, ImageFiles
-from facecat.manifest import read_manifest
-from facecat.metrics import MetricsError
-from facecat.registry import save_detector
-from facecat.train import train_facecat
+from facecat.core.checkpoints import CheckpointError
+from facecat.core.images import ImageBatchError, ImageFiles
+from facecat.datasets.demo import write_lfw_manifest
+from facecat.datasets.manifest import read_manifest
+from facecat.evaluation.evaluate import evaluate_detector, score_files
+from facecat.evaluation.metrics import MetricsError
+from facecat.models.config import TrainConfig
+from facecat.models.registry import save_detector
+from facecat.training import cache as cache_module
+from facecat.training.cache import FeatureCache
+from facecat.training.facecat import train_facecat
 
 NO_TEXT = {"text_guided": False}
 CDCN = {"image_size": 32, "width": 0.125}
@@ -91,7 +91,7 @@ def test_exception_non_finite_loss_names_the_epoch_and_file(lfw, tmp_path, kind)
         _poison(detector.trainable_modules(), float("nan"))
         run = lambda: train_facecat(detector, train, dev, tmp_path, config=ONE_EPOCH)  # noqa: E731
     else:
-        from facecat.train_cdcn import train_cdcn
+        from facecat.training.cdcn import train_cdcn
 
         _poison(detector, float("nan"))
         frame = pd.read_csv(lfw, dtype=str, keep_default_na=False)
@@ -271,7 +271,7 @@ def test_checkpoint_of_changed_data_is_not_resumed(lfw, tmp_path_factory, monkey
     if change == "image-replaced-in-place":
         _replace_keeping_mtime(read_manifest(path).split("train").paths[0])
     elif change == "feature-extractor-version":  # a head trained on older features
-        monkeypatch.setattr("facecat.cache.CACHE_VERSION", cache_module.CACHE_VERSION + 1)
+        monkeypatch.setattr("facecat.training.cache.CACHE_VERSION", cache_module.CACHE_VERSION + 1)
     else:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
         live = frame.index[(frame["split"] == "train") & (frame["label"] == "1")][0]

@@ -28,8 +28,8 @@ import safetensors.torch
 import torch
 
 from facecat.cli import main
-from facecat.demo import write_lfw_manifest
-from facecat.manifest import read_manifest
+from facecat.datasets.demo import write_lfw_manifest
+from facecat.datasets.manifest import read_manifest
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 
@@ -64,15 +64,15 @@ CHILD = textwrap.dedent(
 
     if scenario.startswith("facecat-"):
         import torch
-        import facecat.cache, facecat.train
-        from facecat.manifest import read_manifest
-        from facecat.registry import create_detector
-        from facecat.training import train_detector
+        import facecat.training.cache, facecat.training.facecat
+        from facecat.datasets.manifest import read_manifest
+        from facecat.models.registry import create_detector
+        from facecat.training.detector import train_detector
 
         if scenario == "facecat-mid-epoch":  # epoch 2, second of three batches
-            kill_on_call(facecat.train, "facecat_loss", 5)
+            kill_on_call(facecat.training.facecat, "facecat_loss", 5)
         elif scenario == "facecat-mid-extraction":  # features of train images 4..7
-            kill_on_call(facecat.cache, "flatten_features", 2)
+            kill_on_call(facecat.training.cache, "flatten_features", 2)
         elif scenario == "facecat-mid-checkpoint-write":  # half of epoch 2's checkpoint
 
             real_save = torch.save
@@ -92,10 +92,10 @@ CHILD = textwrap.dedent(
             epochs=int(sys.argv[5]), seed=0, progress=False,
         )
     elif scenario == "cdcn-after-checkpoint":
-        import facecat.train_cdcn
-        from facecat.manifest import read_manifest
-        from facecat.registry import create_detector
-        from facecat.train_cdcn import train_cdcn
+        import facecat.training.cdcn
+        from facecat.datasets.manifest import read_manifest
+        from facecat.models.registry import create_detector
+        from facecat.training.cdcn import train_cdcn
 
         manifest = read_manifest(data)
         detector = create_detector("cdcn", **json.loads(sys.argv[4]))
@@ -104,18 +104,18 @@ CHILD = textwrap.dedent(
             epochs=int(sys.argv[5]), progress=False, on_epoch_end=lambda epoch: die(),
         )
     elif scenario == "data-build":  # all images written, manifest not yet
-        import facecat.protocol
-        from facecat.protocol import build_embedded
+        import facecat.datasets.protocol
+        from facecat.datasets.protocol import build_embedded
 
-        kill_on_call(facecat.protocol, "write_manifest", 1)
+        kill_on_call(facecat.datasets.protocol, "write_manifest", 1)
         build_embedded(out, seed=0, bona_fide=data)
     elif scenario == "concurrent":  # two of these at once: one cache entry, one results file
         import hashlib
-        from facecat.cache import FeatureCache
-        from facecat.images import ImageFiles
-        from facecat.checkpoints import atomic_write
-        from facecat.manifest import read_manifest
-        from facecat.registry import create_detector
+        from facecat.training.cache import FeatureCache
+        from facecat.core.images import ImageFiles
+        from facecat.core.checkpoints import atomic_write
+        from facecat.datasets.manifest import read_manifest
+        from facecat.models.registry import create_detector
 
         detector = create_detector("facecat-tiny", text_guided=False)
         images = ImageFiles(read_manifest(data).paths, 32)
@@ -170,8 +170,8 @@ def _small_bona_fide(folder: Path) -> Path:
     """Two bundled bona fide faces (with landmarks) per split, copied into their own folder."""
     import shutil
 
-    from facecat.bona_fide import bundled_manifest
-    from facecat.manifest import write_manifest
+    from facecat.datasets.bona_fide import bundled_manifest
+    from facecat.datasets.manifest import write_manifest
 
     source = read_manifest(bundled_manifest())
     frame = pd.concat(
@@ -227,9 +227,9 @@ def _cdcn_manifest(data, root: Path) -> Path:
     landmarks for its pseudo-depth targets)."""
     from PIL import Image
 
-    from facecat.images import load_image
-    from facecat.manifest import write_manifest
-    from facecat.presentation_attacks import simulate_pa
+    from facecat.core.images import load_image
+    from facecat.datasets.manifest import write_manifest
+    from facecat.datasets.presentation_attacks import simulate_pa
 
     path = root / "cdcn" / "manifest.csv"
     if path.is_file():
@@ -318,8 +318,8 @@ def test_killed_training_resumes_to_the_uninterrupted_result(
 
 
 def test_killed_cdcn_training_resumes_to_the_uninterrupted_result(killed_runs, data, tmp_path):
-    from facecat.registry import create_detector
-    from facecat.train_cdcn import train_cdcn
+    from facecat.models.registry import create_detector
+    from facecat.training.cdcn import train_cdcn
 
     manifest = read_manifest(_cdcn_manifest(data, killed_runs["cdcn-after-checkpoint"].parent))
 
@@ -346,7 +346,7 @@ def _tree_digest(root: Path) -> dict[str, str]:
 
 
 def test_killed_data_build_is_rebuilt_identically(killed_runs, data, tmp_path):
-    from facecat.protocol import build_embedded
+    from facecat.datasets.protocol import build_embedded
 
     cache = killed_runs["data-build"]
     assert not list(cache.glob("embedded-*/manifest.csv"))  # killed before publishing
@@ -373,9 +373,9 @@ def test_concurrent_processes_share_a_cache_entry_and_a_results_file(data, tmp_p
     """Two processes build the same cache entry at once (the file lock lets one build and the
     other reuse it), then rewrite one results file in a loop while this process reads it:
     every read must see one writer's whole file."""
-    from facecat.cache import FeatureCache
-    from facecat.images import ImageFiles
-    from facecat.registry import create_detector
+    from facecat.core.images import ImageFiles
+    from facecat.models.registry import create_detector
+    from facecat.training.cache import FeatureCache
 
     script = tmp_path / "child.py"
     script.write_text(CHILD)

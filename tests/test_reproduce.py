@@ -7,18 +7,18 @@ import shutil
 import pandas as pd
 import pytest
 
-from facecat.bona_fide import bundled_manifest
-from facecat.loop import CHECKPOINT_NAME
-from facecat.manifest import read_manifest, write_manifest
-from facecat.protocol import ADVERSARIAL_TYPES, PA_TYPES
-from facecat.reproduce import (
+from facecat.datasets.bona_fide import bundled_manifest
+from facecat.datasets.manifest import read_manifest, write_manifest
+from facecat.datasets.protocol import ADVERSARIAL_TYPES, PA_TYPES
+from facecat.experiments.reproduce import (
     BY_SOURCE_NAME,
     COMPARISON_NAME,
     PER_TYPE_NAME,
     SCORES_NAME,
     run_main_job,
 )
-from facecat.variants import Variant, train_variant
+from facecat.experiments.variants import Variant, train_variant
+from facecat.training.loop import CHECKPOINT_NAME
 
 VARIANTS = (
     Variant("FaceCat", "facecat-tiny"),

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 import torch
 
-from facecat.adversarial_faces import bundled_test_faces, create_recognizer
-from facecat.evaluate import score_files
-from facecat.manifest import read_manifest
-from facecat.protocol import ATTACK_TYPES
-from facecat.registry import create_detector
+from facecat.datasets.adversarial_faces import bundled_test_faces, create_recognizer
+from facecat.datasets.manifest import read_manifest
+from facecat.datasets.protocol import ATTACK_TYPES
+from facecat.evaluation.evaluate import score_files
+from facecat.models.registry import create_detector
 from facecat.robustness.adaptive import AttackSettings, adaptive_attack, differentiable_scores
 from facecat.robustness.checks import (
     Check,
@@ -316,7 +316,7 @@ def test_hold_outs_reuse_cached_features_and_score_as_the_images(lfw_manifest, t
         manifest, tmp_path / "runs", tmp_path / "features", device=torch.device("cpu"), epochs=5
     )
     pool.detector("facecat")  # trained on every type: extracts the train and dev features
-    with caplog.at_level(logging.INFO, logger="facecat.cache"):
+    with caplog.at_level(logging.INFO, logger="facecat.training.cache"):
         held_out = pool.detector("facecat", held_out="Replay")
     assert "assembled from cached rows" in caplog.text and "extracting" not in caplog.text
     test = pool.held_out_manifest("Replay").split("test")

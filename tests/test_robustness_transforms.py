@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from PIL import Image, ImageOps
 from skimage import data
 
-from facecat.bona_fide import bundled_manifest
-from facecat.images import load_images
+from facecat.core.images import load_images
+from facecat.datasets.bona_fide import bundled_manifest
 from facecat.robustness.transforms import (
     BLUR_REFERENCE_WIDTH,
     TRANSFORMS,

@@ -9,11 +9,11 @@ import safetensors.torch
 import torch
 
 from facecat import create_detector
-from facecat.checkpoints import CheckpointError
 from facecat.cli import main
-from facecat.provenance import provenance
-from facecat.registry import load_detector, read_detector_header, save_detector
-from facecat.shipped import SHIPPED_VARIANTS, shipped_table
+from facecat.core.checkpoints import CheckpointError
+from facecat.core.provenance import provenance
+from facecat.experiments.shipped import SHIPPED_VARIANTS, shipped_table
+from facecat.models.registry import load_detector, read_detector_header, save_detector
 
 SHIPPED_NAMES = [variant.config for variant in SHIPPED_VARIANTS]
 

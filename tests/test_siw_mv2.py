@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facecat.manifest import BONA_FIDE, ManifestError, read_manifest
-from facecat.siw_mv2 import (
+from facecat.datasets.manifest import BONA_FIDE, ManifestError, read_manifest
+from facecat.datasets.siw_mv2 import (
     SIW_MV2_SHORT_NAMES,
     SIW_MV2_TYPES,
     parse_video_id,
@@ -195,7 +195,7 @@ def test_missing_video_folder(
     test = _write(tmp_path / "t.txt", ["Live_20", "Mask_Silicone_18"])
     with pytest.raises(ManifestError, match=r"t\.txt line 2: no folder for video 'Mask_Silicone"):
         read_siw_mv2(root, train, test)
-    with caplog.at_level(logging.WARNING, logger="facecat.siw_mv2"):
+    with caplog.at_level(logging.WARNING, logger="facecat.datasets.siw_mv2"):
         frame = read_siw_mv2(root, train, test, skip_missing=True)
     assert "Mask_Silicone_18" in caplog.text
     assert set(frame.loc[frame["split"] == "test", "subject"]) == {"Live_20"}

@@ -1,4 +1,4 @@
-"""Tests for facecat.text: prompt sets, text encoders, class weights and cosine logits."""
+"""Tests for facecat.models.text: prompt sets, text encoders, class weights and cosine logits."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from facecat.text import (
+from facecat.models.text import (
     CLASS_NAMES,
     FAKE_INDEX,
     REAL_INDEX,

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from facecat import create_detector, load_detector
-from facecat.checkpoints import CheckpointError
-from facecat.config import TrainConfig
-from facecat.manifest import read_manifest
-from facecat.train import train_facecat
+from facecat.core.checkpoints import CheckpointError
+from facecat.datasets.manifest import read_manifest
+from facecat.models.config import TrainConfig
+from facecat.training.facecat import train_facecat
 
 CONFIG = TrainConfig(epochs=3, batch_size=16)
 

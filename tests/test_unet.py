@@ -1,4 +1,5 @@
-"""Tests for facecat.unet, facecat.diffusion and the strict checkpoint loading of the UNet.
+"""Tests for facecat.models.unet, facecat.models.diffusion and the strict checkpoint loading of
+the UNet.
 
 The FFHQ-256 model (553M parameters) is only ever built on the meta device: shapes, keys and
 parameter counts need no memory and no compute. Numerical tests use small UNets whose
@@ -22,10 +23,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from facecat.checkpoints import CheckpointError, load_state_dict_file, load_strict
-from facecat.config import FaceCatConfig, read_config_dict
-from facecat.diffusion import GaussianDiffusion
-from facecat.unet import (
+from facecat.core.checkpoints import CheckpointError, load_state_dict_file, load_strict
+from facecat.models.config import FaceCatConfig, read_config_dict
+from facecat.models.diffusion import GaussianDiffusion
+from facecat.models.unet import (
     AttentionBlock,
     BlockShape,
     GroupNorm32,

@@ -1,9 +1,9 @@
 """The one attack base class, the attack objective and the success criterion.
 
 Every adversarial-face attack is an :class:`AttackBase`: it is built around a
-:class:`~facecat.face_recognition.FaceRecognizer` and a mode, and called on a batch of aligned
-face crops in [0, 1]. The base class does what every attack needs and none should repeat, in
-the manner of torchattacks' ``Attack``:
+:class:`~facecat.recognition.face_recognition.FaceRecognizer` and a mode, and called on a
+batch of aligned face crops in [0, 1]. The base class does what every attack needs and none
+should repeat, in the manner of torchattacks' ``Attack``:
 
 * validates the batch (shape, dtype, range), the landmarks and the targets;
 * computes the reference descriptors: the clean images' own descriptors for dodging (unless
@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from facecat.face_recognition import FaceRecognizer, check_face_batch
+from facecat.recognition.face_recognition import FaceRecognizer, check_face_batch
 
 __all__ = [
     "MODES",

@@ -51,7 +51,7 @@ from torch import Tensor
 
 from facecat.attacks.base import AttackBase, AttackInputs, check_positive, check_probability
 from facecat.attacks.registry import register_attack
-from facecat.face_recognition import FaceRecognizer
+from facecat.recognition.face_recognition import FaceRecognizer
 
 __all__ = ["Evolutionary"]
 

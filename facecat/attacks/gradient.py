@@ -40,7 +40,7 @@ from torch import Tensor, nn
 
 from facecat.attacks.base import AttackBase, AttackInputs, check_positive, check_probability
 from facecat.attacks.registry import register_attack
-from facecat.face_recognition import FaceRecognizer
+from facecat.recognition.face_recognition import FaceRecognizer
 
 __all__ = ["DIM", "FGSM", "PGD", "CosineLogits", "TorchattacksAttack", "seeded_global_rng"]
 
@@ -95,6 +95,13 @@ def seeded_global_rng(generator: torch.Generator, device: torch.device) -> Itera
             with torch.cuda.device(device):
                 torch.cuda.manual_seed(seed)
         yield
+
+
+def _check_step_budget(eps: float, alpha: float, steps: int) -> None:
+    """Raise ValueError unless an iterative attack's budget, step size and step count are valid."""
+    check_positive("eps", eps)
+    check_positive("alpha", alpha)
+    check_positive("steps", steps, integer=True)
 
 
 class TorchattacksAttack(AttackBase):
@@ -186,9 +193,7 @@ class PGD(TorchattacksAttack):
         seed: int | None = 0,
     ) -> None:
         super().__init__(model, mode, seed=seed)
-        check_positive("eps", eps)
-        check_positive("alpha", alpha)
-        check_positive("steps", steps, integer=True)
+        _check_step_budget(eps, alpha, steps)
         self.eps, self.alpha, self.steps = eps, alpha, steps
         self.random_start = bool(random_start)
 
@@ -239,9 +244,7 @@ class DIM(TorchattacksAttack):
         seed: int | None = 0,
     ) -> None:
         super().__init__(model, mode, seed=seed)
-        check_positive("eps", eps)
-        check_positive("alpha", alpha)
-        check_positive("steps", steps, integer=True)
+        _check_step_budget(eps, alpha, steps)
         if not decay >= 0:
             raise ValueError(f"decay must be >= 0, got {decay!r}")
         check_positive("resize_rate", resize_rate)

@@ -28,7 +28,7 @@ from torch import Tensor
 from facecat.attacks.base import AttackBase, AttackInputs, check_positive
 from facecat.attacks.regions import REGIONS, STICKER_PLACES
 from facecat.attacks.registry import register_attack
-from facecat.face_recognition import FaceRecognizer
+from facecat.recognition.face_recognition import FaceRecognizer
 
 __all__ = ["PATCH_INITS", "Eyeglass", "Facemask", "PatchAttack", "Sticker", "random_placement"]
 

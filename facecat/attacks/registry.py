@@ -1,7 +1,7 @@
 """Attack registry and the conversion between attacks and the protocol's type names.
 
 Attacks register under their method name (``"PGD"``); the protocol's 14 adversarial types
-(listed once, in :data:`facecat.protocol.ADVERSARIAL_TYPES`) are ``f"{name}_{Mode}"`` with
+(listed once, in :data:`facecat.datasets.protocol.ADVERSARIAL_TYPES`) are ``f"{name}_{Mode}"`` with
 Mode "Dodging" or "Impersonation" (``"PGD_Impersonation"``).
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from facecat.attacks.base import MODES, AttackBase, check_mode
-from facecat.face_recognition import FaceRecognizer
+from facecat.recognition.face_recognition import FaceRecognizer
 
 __all__ = [
     "ATTACKS",

@@ -1,7 +1,7 @@
 """Real captured physical sets: photographs of printed adversarial faces, with a manifest.
 
 A captured set is a folder holding the photographs and a ``manifest.csv`` in the project's
-manifest format (:mod:`facecat.manifest`)::
+manifest format (:mod:`facecat.datasets.manifest`)::
 
     path,label,attack_type,split,subject[,landmarks][,region,mode,...]
     photos/p001_eye.jpg,0,Physical_3D,test,alice,,eye,dodging
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from facecat.manifest import Manifest, ManifestError, read_manifest
+from facecat.datasets.manifest import Manifest, ManifestError, read_manifest
 
 __all__ = ["MANIFEST_NAME", "load_captured_set"]
 

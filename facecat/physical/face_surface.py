@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from facecat.landmarks import TEMPLATE_112, similarity_transform
+from facecat.core.landmarks import TEMPLATE_112, similarity_transform
 
 __all__ = [
     "FACE_OVAL",

@@ -18,9 +18,9 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from facecat.evaluate import evaluate_scores, score_images
-from facecat.images import load_images
-from facecat.manifest import Manifest
+from facecat.core.images import load_images
+from facecat.datasets.manifest import Manifest
+from facecat.evaluation.evaluate import evaluate_scores, score_images
 from facecat.robustness.checks import Check, Criteria
 from facecat.robustness.detectors import DetectorPool
 from facecat.robustness.harness import Harness

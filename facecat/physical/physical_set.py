@@ -36,15 +36,15 @@ from filelock import FileLock
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from facecat.adversarial_faces import landmarks_tensor, pick_targets, save_image
 from facecat.attacks.base import attack_success
-from facecat.contact_sheet import save_contact_sheet
-from facecat.face_recognition import FaceRecognizer
-from facecat.images import load_images
-from facecat.manifest import BONA_FIDE, Manifest, read_manifest, write_manifest
+from facecat.core.images import load_images
+from facecat.datasets.adversarial_faces import landmarks_tensor, pick_targets, save_image
+from facecat.datasets.manifest import BONA_FIDE, Manifest, read_manifest, write_manifest
+from facecat.datasets.protocol import default_cache_dir, sample_seed
+from facecat.evaluation.contact_sheet import save_contact_sheet
 from facecat.physical import render, texture_attack
 from facecat.physical.regions import REGIONS, region_mask
-from facecat.protocol import default_cache_dir, sample_seed
+from facecat.recognition.face_recognition import FaceRecognizer
 
 __all__ = [
     "MODES",

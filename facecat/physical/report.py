@@ -22,8 +22,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from facecat.checkpoints import atomic_write
-from facecat.plots import plot_comparison, plot_det, plot_roc
+from facecat.core.checkpoints import atomic_write
+from facecat.evaluation.plots import plot_comparison, plot_det, plot_roc
 from facecat.robustness.report import merge_records, session_rows
 
 __all__ = ["TABLE7_COLUMNS", "plot_degradation", "table7", "write_physical_results"]

@@ -21,9 +21,9 @@ import torch
 from torch import Tensor
 
 from facecat.attacks.base import attack_gain, check_mode, frozen
-from facecat.face_recognition import FaceRecognizer
 from facecat.physical.regions import region_mask
 from facecat.physical.render import Capture, render, unwrap
+from facecat.recognition.face_recognition import FaceRecognizer
 
 __all__ = ["TextureAttack"]
 

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from facecat.attacks.base import attack_gain
-from facecat.face_recognition import FaceRecognizer
+from facecat.recognition.face_recognition import FaceRecognizer
 from facecat.robustness.transforms import apply_transform
 
 #: Transformations and severities the attacker averages over (severity 0 = none).

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from facecat.protocol import ATTACK_TYPES
+from facecat.datasets.protocol import ATTACK_TYPES
 
 SUITES = ("transform", "unseen", "adaptive", "physical")
 SEVERITIES = (0, 1, 2, 3, 4, 5)

@@ -22,15 +22,15 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from facecat.cache import FeatureCache
-from facecat.evaluate import score_files, score_images
-from facecat.images import ImageFiles, load_images
-from facecat.manifest import Manifest
-from facecat.model import FaceCat
-from facecat.protocol import leave_one_type_out
-from facecat.registry import load_detector
-from facecat.train import FeatureSource, score_source
-from facecat.variants import Variant, train_variant
+from facecat.core.images import ImageFiles, load_images
+from facecat.datasets.manifest import Manifest
+from facecat.datasets.protocol import leave_one_type_out
+from facecat.evaluation.evaluate import score_files, score_images
+from facecat.experiments.variants import Variant, train_variant
+from facecat.models.facecat import FaceCat
+from facecat.models.registry import load_detector
+from facecat.training.cache import FeatureCache
+from facecat.training.facecat import FeatureSource, score_source
 
 #: ``package.module:attribute``, the form that names a user's Python detector.
 IMPORT_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")

@@ -27,12 +27,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from facecat import metrics
-from facecat.adversarial_faces import create_recognizer
 from facecat.attacks import parse_adversarial_type
-from facecat.evaluate import evaluate_scores, score_images
-from facecat.images import load_images
-from facecat.protocol import ADVERSARIAL_TYPES
+from facecat.core.images import load_images
+from facecat.datasets.adversarial_faces import create_recognizer
+from facecat.datasets.protocol import ADVERSARIAL_TYPES
+from facecat.evaluation import metrics
+from facecat.evaluation.evaluate import evaluate_scores, score_images
 from facecat.robustness.adaptive import AttackSettings, adaptive_attack, differentiable_scores
 from facecat.robustness.checks import Check, Criteria
 from facecat.robustness.detectors import DetectorPool
@@ -54,7 +54,7 @@ class Harness:
             a configuration without looking at the test split).
         protocol: the protocol's key; records are kept per (protocol, check).
         provenance: columns added to every record (facecat version, commit, torch, device,
-            dtype, date: :func:`facecat.provenance.provenance`).
+            dtype, date: :func:`facecat.core.provenance.provenance`).
         attack: the adaptive attacker's settings (default :class:`AttackSettings`).
         transfer: detectors that also score each adaptive check's faces (transfer to them).
     """

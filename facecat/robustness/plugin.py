@@ -127,16 +127,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture(scope="session")
 def harness(request: pytest.FixtureRequest) -> Harness:
     """The session's harness: protocol, detector pool and criteria, built once."""
-    from facecat.device import pick_device
-    from facecat.distributed import join_process_group
-    from facecat.manifest import read_manifest
-    from facecat.protocol import default_cache_dir
-    from facecat.provenance import provenance
+    from facecat.core.device import pick_device
+    from facecat.core.distributed import join_process_group
+    from facecat.core.provenance import provenance
+    from facecat.datasets.manifest import read_manifest
+    from facecat.datasets.protocol import default_cache_dir
+    from facecat.experiments.variants import embedded_p1
     from facecat.robustness.adaptive import AttackSettings
     from facecat.robustness.checks import Criteria
     from facecat.robustness.detectors import DetectorPool, manifest_key, parse_detector_list
     from facecat.robustness.harness import Harness
-    from facecat.variants import embedded_p1
 
     config = request.config
     _, device = join_process_group(pick_device(device_option(config)))
@@ -189,7 +189,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     built = session.config.stash.get(_HARNESS, None)
     if built is None or not built.records:
         return
-    from facecat.distributed import current_world
+    from facecat.core.distributed import current_world
     from facecat.robustness.detectors import parse_detector_list
     from facecat.robustness.report import write_results
 

@@ -24,8 +24,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from facecat.checkpoints import atomic_write
-from facecat.protocol import attack_family
+from facecat.core.checkpoints import atomic_write
+from facecat.datasets.protocol import attack_family
 
 CHECKS_NAME = "checks.csv"
 COMPARISON_NAME = "auc_comparison.csv"

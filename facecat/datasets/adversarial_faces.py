@@ -1,0 +1,389 @@
+"""Adversarial faces for the embedded protocol and attack success rates (paper Table 8).
+
+:func:`craft` runs one of the 14 adversarial types on a batch of faces against an FR target.
+:class:`AdversarialFaces` is the protocol's generator of the 14 adversarial types: every bona
+fide face gets one adversarial version (the types in turn within each split), crafted against
+the FR target; impersonation targets another subject of the same split. :func:`success_table`
+measures each type's attack success rate (ASR) on a set of faces, judged by the target's own
+verification threshold, with the mean perturbation size and, for the black-box attack, the
+mean number of queries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from facecat.attacks import attack_success, create_attack, parse_adversarial_type
+from facecat.core.images import load_images
+from facecat.datasets.bona_fide import bundled_manifest
+from facecat.datasets.manifest import read_manifest
+from facecat.datasets.protocol import ADVERSARIAL_TYPES
+from facecat.evaluation.contact_sheet import save_contact_sheet
+from facecat.recognition.face_recognition import FaceRecognizer
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 32
+#: Raise when the crafted images change for the same faces, settings and target: a change to
+#: any attack of :mod:`facecat.attacks` or to the crafting here. It is part of the protocol's
+#: build key (``tests/test_generator_versions.py`` holds the golden digest).
+VERSION = 1
+
+
+def protocol_attack_options() -> dict[str, dict[str, Any]]:
+    """Attack settings of the embedded protocol build, cheaper than the attacks' defaults.
+
+    The build crafts one adversarial face per bona fide face (725) on the CPU, so the two
+    expensive methods get a smaller budget: the black-box attack 300 queries instead of 1000
+    (its result is still adversarial, only farther from the original) and the patch attacks
+    40 optimisation steps instead of 100. ``benchmarks/bench_attacks.py`` prints the success
+    rate and speed of both settings side by side.
+    """
+    patch = {"steps": 40}
+    return {
+        "Evolutionary": {"max_queries": 300},
+        "Eyeglass": patch,
+        "Sticker": patch,
+        "Facemask": patch,
+    }
+
+
+@dataclass(frozen=True)
+class CraftResult:
+    """Adversarial images with their per-image outcome."""
+
+    images: Tensor
+    success: Tensor
+    linf: Tensor
+    l2: Tensor
+    queries: Tensor | None
+
+
+def craft(
+    attack_type: str,
+    recognizer: FaceRecognizer,
+    images: Tensor,
+    landmarks: Tensor,
+    *,
+    targets: Tensor | None = None,
+    seed: int = 0,
+    options: dict[str, Any] | None = None,
+) -> CraftResult:
+    """Craft one adversarial type on a batch and judge it by the FR target.
+
+    Args:
+        attack_type: e.g. "PGD_Impersonation" (see ``facecat.datasets.protocol.ADVERSARIAL_TYPES``).
+        recognizer: the FR target.
+        images: clean faces (B, 3, H, W) in [0, 1].
+        landmarks: (B, 5, 2) pixel landmarks (patch attacks place their regions with them).
+        targets: impersonation target faces (B, 3, H, W).
+        seed: attack seed.
+        options: the attack's own arguments (eps, steps, max_queries, ...).
+
+    Returns:
+        Images, success per image, L-inf and L2 perturbation per image, queries (black box).
+    """
+    name, mode = parse_adversarial_type(attack_type)
+    attack = create_attack(name, recognizer, mode, seed=seed, **(options or {}))
+    adversarial = attack(
+        images, targets=targets if mode == "impersonation" else None, landmarks=landmarks
+    )
+    with torch.no_grad():
+        success = attack_success(
+            recognizer,
+            adversarial,
+            recognizer(images),
+            None if targets is None else recognizer(targets),
+            mode,
+        )
+    delta = (adversarial - images).flatten(1)
+    queries = getattr(attack, "queries", None)
+    return CraftResult(
+        adversarial,
+        success.cpu(),
+        delta.abs().amax(1).cpu(),
+        delta.norm(dim=1).cpu(),
+        None if queries is None else queries.cpu(),
+    )
+
+
+def save_image(image: Tensor, path: Path) -> None:
+    """Write a (3, H, W) image in [0, 1] as an 8-bit PNG (folders created)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    array = (image.permute(1, 2, 0).clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
+    Image.fromarray(array).save(path)
+
+
+def landmarks_tensor(texts: pd.Series) -> Tensor:
+    """Manifest landmark strings -> (N, 5, 2) float tensor."""
+    return torch.tensor(
+        np.stack([np.array(t.split(), dtype=np.float32).reshape(5, 2) for t in texts])
+    )
+
+
+def pick_targets(subjects: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """For each face, the index of a face of another subject (impersonation target)."""
+    picks = np.empty(len(subjects), dtype=np.int64)
+    for i, subject in enumerate(subjects):
+        others = np.flatnonzero(subjects != subject)
+        if not len(others):
+            raise ValueError("impersonation needs faces of at least two subjects")
+        picks[i] = others[rng.integers(len(others))]
+    return picks
+
+
+@dataclass
+class AdversarialFaces:
+    """The protocol's generator of the 14 adversarial types against one FR target.
+
+    Args:
+        recognizer: the FR target (the dlib port by default in the CLI).
+        types: the adversarial types to generate, in turn.
+        options: per-attack arguments, by attack name ("PGD": {"steps": 10}, ...).
+        device: where the attacks run.
+    """
+
+    recognizer: FaceRecognizer
+    types: tuple[str, ...]
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    device: str = "cpu"
+
+    @property
+    def key(self) -> str:
+        """Digest of what the generated images depend on: version, settings, target."""
+        settings = repr((VERSION, self.types, sorted(self.options.items())))
+        digest = hashlib.sha256(settings.encode())
+        for tensor in self.recognizer.state_dict().values():
+            digest.update(tensor.detach().cpu().numpy().tobytes())
+        return digest.hexdigest()
+
+    def __call__(self, bona_fide: pd.DataFrame, root: Path, seed: int) -> pd.DataFrame:
+        """Craft one adversarial face per bona fide face; returns their manifest rows."""
+        rng = np.random.default_rng(seed + 1)
+        self.recognizer.to(self.device).eval()
+        rows = []
+        for split, group in bona_fide.groupby("split", sort=True):
+            group = group.sort_values("path").reset_index(drop=True)
+            offset = int(rng.integers(len(self.types)))
+            group["attack_type"] = [
+                self.types[(i + offset) % len(self.types)] for i in range(len(group))
+            ]
+            group["target"] = pick_targets(group["subject"].to_numpy(), rng)
+            for attack_type, members in group.groupby("attack_type", sort=True):
+                rows += self._craft_rows(attack_type, members, group, root, seed, split)
+        return pd.DataFrame(rows)
+
+    def _craft_rows(
+        self,
+        attack_type: str,
+        members: pd.DataFrame,
+        group: pd.DataFrame,
+        root: Path,
+        seed: int,
+        split: str,
+    ) -> list[dict]:
+        rows = []
+        name, _ = parse_adversarial_type(attack_type)
+        for start in tqdm(
+            range(0, len(members), BATCH_SIZE), desc=f"{attack_type} ({split})", unit="batch"
+        ):
+            batch = members.iloc[start : start + BATCH_SIZE]
+            targets = group.loc[batch["target"].to_numpy()]
+            images = load_images([root / p for p in batch["path"]], size=None).to(self.device)
+            target_images = load_images([root / p for p in targets["path"]], size=None)
+            result = craft(
+                attack_type,
+                self.recognizer,
+                images,
+                landmarks_tensor(batch["landmarks"]).to(self.device),
+                targets=target_images.to(self.device),
+                seed=seed + start,
+                options=self.options.get(name),
+            )
+            for i, (_, row) in enumerate(batch.iterrows()):
+                path = f"attacks/{attack_type}/{Path(row['path']).stem}.png"
+                save_image(result.images[i], root / path)
+                impersonation = attack_type.endswith("Impersonation")
+                rows.append(
+                    {
+                        **{k: row[k] for k in ("split", "subject", "landmarks", "source")},
+                        "path": path,
+                        "label": 0,
+                        "attack_type": attack_type,
+                        "target_subject": targets["subject"].iloc[i] if impersonation else "",
+                        "source_path": row["path"],
+                        "target_path": targets["path"].iloc[i] if impersonation else "",
+                        "fr_success": bool(result.success[i]),
+                    }
+                )
+        return rows
+
+
+def success_table(
+    recognizer: FaceRecognizer,
+    images: Tensor,
+    landmarks: Tensor,
+    subjects: np.ndarray,
+    *,
+    types: tuple[str, ...],
+    seed: int = 0,
+    options: dict[str, dict[str, Any]] | None = None,
+) -> pd.DataFrame:
+    """Attack success rate of every type on the same faces (paper Table 8's shape).
+
+    Args:
+        recognizer: the FR target.
+        images: clean faces (N, 3, H, W) in [0, 1].
+        landmarks: (N, 5, 2).
+        subjects: subject id per face (impersonation targets another subject).
+        types: adversarial types to measure.
+        seed: attack and target-choice seed.
+        options: per-attack arguments by attack name.
+
+    Returns:
+        One row per type: attack, mode, asr, n, mean L-inf and L2 perturbation, mean queries
+        (black box), seconds and images/s.
+    """
+    targets = images[pick_targets(np.asarray(subjects), np.random.default_rng(seed))]
+    rows = []
+    for attack_type in types:
+        name, mode = parse_adversarial_type(attack_type)
+        started = time.perf_counter()
+        parts = [
+            craft(
+                attack_type,
+                recognizer,
+                images[i : i + BATCH_SIZE],
+                landmarks[i : i + BATCH_SIZE],
+                targets=targets[i : i + BATCH_SIZE],
+                seed=seed + i,
+                options=(options or {}).get(name),
+            )
+            for i in range(0, len(images), BATCH_SIZE)
+        ]
+        seconds = time.perf_counter() - started
+        success = torch.cat([p.success for p in parts]).float()
+        queries = [p.queries for p in parts if p.queries is not None]
+        rows.append(
+            {
+                "attack": name,
+                "mode": mode,
+                "type": attack_type,
+                "fr_model": recognizer.name,
+                "n": len(success),
+                "asr": success.mean().item(),
+                "mean_linf": torch.cat([p.linf for p in parts]).mean().item(),
+                "mean_l2": torch.cat([p.l2 for p in parts]).mean().item(),
+                "mean_queries": torch.cat(queries).float().mean().item() if queries else np.nan,
+                "seconds": seconds,
+                "images_per_s": len(success) / seconds,
+            }
+        )
+        log.info("%s: ASR %.3f (%.1f s)", attack_type, rows[-1]["asr"], seconds)
+    return pd.DataFrame(rows)
+
+
+def create_recognizer(spec: str, device: str = "cpu") -> FaceRecognizer:
+    """An FR target by name: "dlib" (the bundled port) or a path to an ONNX model."""
+    from facecat.recognition.dlib_resnet import DlibRecognizer
+    from facecat.recognition.face_recognition import FaceRecognitionError, OnnxRecognizer
+
+    if spec == "dlib":
+        return DlibRecognizer().to(device).eval()
+    if spec.endswith(".onnx"):
+        return OnnxRecognizer(spec).to(device).eval()
+    raise FaceRecognitionError(f"unknown FR target {spec!r}: use 'dlib' or a path to an .onnx")
+
+
+def protocol_generators(fr: str = "dlib", device: str = "cpu") -> dict[str, AdversarialFaces]:
+    """The embedded protocol's adversarial generators, for ``build_embedded(adversarial=...)``.
+
+    Args:
+        fr: FR target, as :func:`create_recognizer` takes it.
+        device: where the attacks run.
+
+    Returns:
+        ``{"adversarial": AdversarialFaces}`` crafting the 14 types against ``fr`` with
+        :func:`protocol_attack_options`.
+    """
+    generator = AdversarialFaces(
+        create_recognizer(fr, device), ADVERSARIAL_TYPES, protocol_attack_options(), device
+    )
+    return {"adversarial": generator}
+
+
+def bundled_test_faces(count: int) -> tuple[Tensor, Tensor, np.ndarray, list[str]]:
+    """The first ``count`` bundled bona fide test faces: images, landmarks, subjects, paths."""
+    manifest = read_manifest(bundled_manifest()).split("test")
+    frame = manifest.frame.reset_index(drop=True).head(count)
+    images = load_images([manifest.root / p for p in frame["path"]], size=None)
+    return (
+        images,
+        landmarks_tensor(frame["landmarks"]),
+        frame["subject"].to_numpy(),
+        list(frame["path"]),
+    )
+
+
+def adversarial_contact_sheet(
+    recognizer: FaceRecognizer,
+    path: str | Path,
+    *,
+    types: tuple[str, ...],
+    faces: int = 3,
+    seed: int = 0,
+    options: dict[str, dict[str, Any]] | None = None,
+) -> Path:
+    """All adversarial types crafted on the same bundled test faces, with FR outcomes.
+
+    Args:
+        recognizer: the FR target.
+        path: output PNG.
+        types: adversarial types (columns).
+        faces: number of faces (rows), from different subjects.
+        seed: attack seed.
+        options: per-attack arguments by attack name.
+
+    Returns:
+        The written path.
+    """
+    images, landmarks, subjects, _ = bundled_test_faces(200)
+    keep = np.unique(subjects, return_index=True)[1][: faces + 1]
+    images, landmarks, subjects = images[keep], landmarks[keep], subjects[keep]
+    targets = images.roll(-1, dims=0)
+    columns = [images[:faces]]
+    labels = ["Live"]
+    for attack_type in types:
+        name, _ = parse_adversarial_type(attack_type)
+        result = craft(
+            attack_type,
+            recognizer,
+            images[:faces],
+            landmarks[:faces],
+            targets=targets[:faces],
+            seed=seed,
+            options=(options or {}).get(name),
+        )
+        columns.append(result.images)
+        labels.append(f"{attack_type} ({int(result.success.sum())}/{faces})")
+    grid = [[column[row] for column in columns] for row in range(faces)]
+    return save_contact_sheet(
+        grid,
+        path,
+        column_labels=labels,
+        row_labels=list(subjects[:faces]),
+        title=f"Embedded protocol: the adversarial types against {recognizer.name} "
+        "(impersonating the next row's subject; successes per column)",
+    )

@@ -1,0 +1,2 @@
+"""Face-recognition targets that adversarial faces are crafted against: the recognizer
+interface, PyTorch and ONNX recognizers, and a PyTorch port of dlib's face-recognition ResNet."""
