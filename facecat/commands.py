@@ -283,11 +283,9 @@ def cmd_attack(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from facecat.core.device import pick_device
-    from facecat.core.images import load_images
     from facecat.datasets.adversarial_faces import (
-        craft,
+        craft_batches,
         create_recognizer,
-        landmarks_tensor,
         pick_targets,
         save_image,
     )
@@ -302,23 +300,23 @@ def cmd_attack(args: argparse.Namespace) -> None:
     if "landmarks" not in frame:
         raise ValueError(f"{args.manifest}: attacks need a landmarks column (facecat crop adds it)")
     recognizer = create_recognizer(args.fr, pick_device(args.device))
-    images = load_images([manifest.root / p for p in frame["path"]], size=args.size)
-    images = images.to(args.device)
-    landmarks = landmarks_tensor(frame["landmarks"]).to(args.device)
-    targets = images[pick_targets(frame["subject"].to_numpy(), np.random.default_rng(args.seed))]
+    rng = np.random.default_rng(args.seed)
+    targets = frame.iloc[pick_targets(frame["subject"].to_numpy(), rng)]
     out = Path(args.out)
     rows = []
-    for start in range(0, len(frame), args.batch_size):
-        part = slice(start, start + args.batch_size)
-        result = craft(
-            args.type,
-            recognizer,
-            images[part],
-            landmarks[part],
-            targets=targets[part],
-            seed=args.seed + start,
-        )
-        for i, (_, row) in enumerate(frame.iloc[part].iterrows()):
+    batches = craft_batches(
+        args.type,
+        recognizer,
+        frame,
+        targets,
+        manifest.root,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        size=args.size,
+        device=args.device,
+    )
+    for batch, _, result in batches:
+        for i, (_, row) in enumerate(batch.iterrows()):
             name = f"images/{args.type}/{Path(row['path']).stem}.png"
             save_image(result.images[i], out / name)
             rows.append(

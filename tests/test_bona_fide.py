@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
 
-from facecat.datasets.bona_fide import bundled_manifest, dcgan_faces, portrait_faces, usable
+from facecat.datasets.bona_fide import (
+    PHOTO_SPLITS,
+    bundled_manifest,
+    dcgan_faces,
+    portrait_faces,
+    usable,
+    white_house_faces,
+)
 from facecat.datasets.manifest import BONA_FIDE, check_landmarks, read_manifest
 
 
@@ -20,7 +29,7 @@ def test_bundled_set_is_valid_small_and_subject_disjoint(manifest):
     assert set(frame["attack_type"]) == {BONA_FIDE}
     assert set(frame["split"]) == {"train", "dev", "test"}
     assert frame.groupby("subject")["split"].nunique().max() == 1
-    assert {"dcgan", "lfw", "astronaut", "grace_hopper"} == set(frame["source"])
+    assert {"dcgan", "lfw", *PHOTO_SPLITS} == set(frame["source"])
     size = sum(p.stat().st_size for p in manifest.paths) + bundled_manifest().stat().st_size
     assert size < 10 * 2**20
     check_landmarks(manifest)
@@ -40,6 +49,15 @@ def test_landmarks_are_upright_near_frontal_faces(manifest):
         )
 
 
+def test_real_colour_photographs_have_their_fixed_splits(manifest):
+    frame = manifest.frame
+    for subject, split in PHOTO_SPLITS.items():
+        rows = frame[frame["subject"] == subject]
+        assert len(rows) >= 3, subject
+        assert set(rows["split"]) == {split}, subject
+    assert set(frame.loc[frame["split"] == "train", "source"]) >= {"obama"}
+
+
 def _bundled(manifest, subject):
     rows = manifest.frame[manifest.frame["subject"] == subject]
     images = [np.asarray(Image.open(manifest.root / p)) for p in rows["path"]]
@@ -54,6 +72,28 @@ def test_build_script_regenerates_the_bundled_faces(manifest):
     detector = FaceDetector(min_face_size=20, upsample=2)
     generated = dcgan_faces(2, 3, seed=0, detector=detector)
     generated += portrait_faces(FaceDetector(min_face_size=40, upsample=1))
+    _assert_bundled(manifest, generated)
+
+
+def test_build_script_regenerates_the_white_house_faces(manifest):
+    sdist = os.environ.get("FACECAT_FACE_RECOGNITION_SDIST")
+    if not sdist:
+        pytest.skip("set FACECAT_FACE_RECOGNITION_SDIST to face_recognition-1.3.0.tar.gz")
+    pytest.importorskip("facenet_pytorch", reason="the build needs facenet-pytorch (MTCNN)")
+    from facecat.core.landmarks import FaceDetector
+
+    generated = white_house_faces(sdist, FaceDetector(min_face_size=40, upsample=1))
+    assert {f.subject for f in generated} == {"obama", "biden"}
+    _assert_bundled(manifest, generated)
+
+
+def test_a_missing_sdist_is_named(tmp_path):
+    missing = tmp_path / "face_recognition-1.3.0.tar.gz"
+    with pytest.raises(FileNotFoundError, match="pip download"):
+        white_house_faces(missing, detector=None)
+
+
+def _assert_bundled(manifest, generated):
     for subject in {f.subject for f in generated}:
         faces = [f for f in generated if f.subject == subject]
         images, landmarks = _bundled(manifest, subject)

@@ -12,11 +12,11 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from facecat.core.face_surface import UV_LANDMARKS, face_depth, surface_normals, uv_coordinates
 from facecat.datasets.bona_fide import bundled_manifest
 from facecat.datasets.manifest import ManifestError, read_manifest, write_manifest
 from facecat.datasets.protocol import sample_seed
 from facecat.physical.captured import load_captured_set
-from facecat.physical.face_surface import UV_LANDMARKS, face_depth, surface_normals, uv_coordinates
 from facecat.physical.physical_set import PhysicalSettings, build_physical_set, plan_prints
 from facecat.physical.regions import REGIONS, region_mask
 from facecat.physical.render import Capture, print_texture, render, unwrap

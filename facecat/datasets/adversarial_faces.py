@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -196,22 +197,18 @@ class AdversarialFaces:
     ) -> list[dict]:
         rows = []
         name, _ = parse_adversarial_type(attack_type)
-        for start in tqdm(
-            range(0, len(members), BATCH_SIZE), desc=f"{attack_type} ({split})", unit="batch"
-        ):
-            batch = members.iloc[start : start + BATCH_SIZE]
-            targets = group.loc[batch["target"].to_numpy()]
-            images = load_images([root / p for p in batch["path"]], size=None).to(self.device)
-            target_images = load_images([root / p for p in targets["path"]], size=None)
-            result = craft(
-                attack_type,
-                self.recognizer,
-                images,
-                landmarks_tensor(batch["landmarks"]).to(self.device),
-                targets=target_images.to(self.device),
-                seed=seed + start,
-                options=self.options.get(name),
-            )
+        batches = craft_batches(
+            attack_type,
+            self.recognizer,
+            members,
+            group.loc[members["target"].to_numpy()],
+            root,
+            seed=seed,
+            device=self.device,
+            options=self.options.get(name),
+            label=f"{attack_type} ({split})",
+        )
+        for batch, targets, result in batches:
             for i, (_, row) in enumerate(batch.iterrows()):
                 path = f"attacks/{attack_type}/{Path(row['path']).stem}.png"
                 save_image(result.images[i], root / path)
@@ -229,6 +226,56 @@ class AdversarialFaces:
                     }
                 )
         return rows
+
+
+def craft_batches(
+    attack_type: str,
+    recognizer: FaceRecognizer,
+    faces: pd.DataFrame,
+    targets: pd.DataFrame,
+    root: Path,
+    *,
+    seed: int,
+    batch_size: int = BATCH_SIZE,
+    size: int | None = None,
+    device: str | torch.device = "cpu",
+    options: dict[str, Any] | None = None,
+    label: str | None = None,
+) -> Iterator[tuple[pd.DataFrame, pd.DataFrame, CraftResult]]:
+    """Craft ``attack_type`` on manifest rows, batch by batch, loading the images as it goes.
+
+    Args:
+        attack_type: one of the 14 adversarial types.
+        recognizer: the FR target.
+        faces: rows with ``path`` (under ``root``) and ``landmarks``.
+        targets: one row per face: the identity an impersonation aims at.
+        root: folder the paths are relative to.
+        seed: seed of the first batch; batch ``k`` uses ``seed + k * batch_size``.
+        batch_size: faces per batch.
+        size: resize the images to this side length (None keeps them).
+        device: where the attack runs.
+        options: arguments of the attack (see :func:`craft`).
+        label: progress bar label (None shows no bar).
+
+    Yields:
+        Each batch's face rows, target rows and :class:`CraftResult`.
+    """
+    starts = range(0, len(faces), batch_size)
+    for start in tqdm(starts, desc=label, unit="batch", disable=label is None):
+        batch = faces.iloc[start : start + batch_size]
+        batch_targets = targets.iloc[start : start + batch_size]
+        images = load_images([root / p for p in batch["path"]], size=size).to(device)
+        target_images = load_images([root / p for p in batch_targets["path"]], size=size)
+        result = craft(
+            attack_type,
+            recognizer,
+            images,
+            landmarks_tensor(batch["landmarks"]).to(device),
+            targets=target_images.to(device),
+            seed=seed + start,
+            options=options,
+        )
+        yield batch, batch_targets, result
 
 
 def success_table(

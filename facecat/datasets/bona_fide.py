@@ -9,18 +9,27 @@ Sources (all installable offline):
   LFW gives no identities in this subset, so each crop is its own subject.
 * ``astronaut`` (scikit-image, public domain NASA photo) and ``grace_hopper`` (matplotlib
   sample data, public domain US Navy photo): real portraits, three aligned captures each.
+* ``obama`` and ``biden``: the White House photographs among the test images of the
+  ``face_recognition`` 1.3.0 source distribution (three of Barack Obama, one of Joe Biden),
+  three aligned captures each. Fetch it with ``pip download --no-deps --no-binary :all:
+  face_recognition==1.3.0`` and pass its path as ``--face-recognition-sdist``.
 
 Every face gets MTCNN 5-point landmarks; faces without a confident, upright, near-frontal
 detection are dropped. Subjects are split 60 / 20 / 20 into train / dev / test, separately
-per source. Run ``python -m facecat.datasets.bona_fide OUT`` (needs ``gan-face-generate`` and
-``facenet-pytorch``, see the README) to regenerate the bundled folder.
+per source; the real colour photographs are too few for that and have fixed splits
+(``PHOTO_SPLITS``): Obama trains, Biden is the dev split's real colour photograph, and the two
+portraits stay the test split's. Run ``python -m facecat.datasets.bona_fide OUT
+--face-recognition-sdist PATH`` (needs ``gan-face-generate`` and ``facenet-pytorch``, see the
+README) to regenerate the bundled folder.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import math
+import tarfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -42,6 +51,14 @@ SPLIT_SHARES = (("train", 0.6), ("dev", 0.2), ("test", 0.2))
 CAPTURE_SPREAD = 0.3
 PORTRAIT_SCALES = (1.0, 1.1, 1.2)
 PORTRAIT_ZOOM = 1.1
+FACE_RECOGNITION_SDIST = "face_recognition-1.3.0.tar.gz"
+WHITE_HOUSE_PHOTOS = {  # file in the sdist's tests/test_images -> subject
+    "obama.jpg": "obama",
+    "obama2.jpg": "obama",
+    "obama3.jpg": "obama",
+    "biden.jpg": "biden",
+}
+PHOTO_SPLITS = {"obama": "train", "biden": "dev", "astronaut": "test", "grace_hopper": "test"}
 
 
 @dataclass(frozen=True)
@@ -114,6 +131,28 @@ def lfw_faces(detector: FaceDetector) -> list[Face]:
     return faces
 
 
+def aligned_captures(
+    photo: np.ndarray, subject: str, detector: FaceDetector, *, name: str
+) -> list[Face]:
+    """Three aligned captures (``PORTRAIT_SCALES``) of the largest face in an RGB photograph.
+
+    Raises:
+        RuntimeError: when no face is found in ``photo`` (``name`` says which).
+    """
+    detections = detector.detect_all(photo)
+    if not detections:
+        raise RuntimeError(f"no face found in the {name} photograph")
+    detection = max(detections, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
+    tensor = torch.from_numpy(photo.copy()).permute(2, 0, 1).float() / 255
+    faces = []
+    for scale in PORTRAIT_SCALES:
+        crop, landmarks = align_face(
+            tensor, torch.from_numpy(detection.landmarks), SIZE, PORTRAIT_ZOOM * scale
+        )
+        faces.append(Face(_to_uint8(crop), landmarks.numpy(), subject, subject))
+    return faces
+
+
 def portrait_faces(detector: FaceDetector) -> list[Face]:
     """Aligned captures of the real portraits that ship with scikit-image and matplotlib."""
     import matplotlib
@@ -126,39 +165,63 @@ def portrait_faces(detector: FaceDetector) -> list[Face]:
     }
     faces = []
     for name, photo in photos.items():
-        detection = detector.detect(photo)
-        if detection is None:
-            raise RuntimeError(f"no face found in the {name} portrait")
-        tensor = torch.from_numpy(photo.copy()).permute(2, 0, 1).float() / 255
-        for scale in PORTRAIT_SCALES:
-            crop, landmarks = align_face(
-                tensor, torch.from_numpy(detection.landmarks), SIZE, PORTRAIT_ZOOM * scale
-            )
-            faces.append(Face(_to_uint8(crop), landmarks.numpy(), name, name))
+        faces += aligned_captures(photo, name, detector, name=name)
+    return faces
+
+
+def white_house_faces(sdist: str | Path, detector: FaceDetector) -> list[Face]:
+    """Aligned captures of the White House photographs in the face_recognition sdist.
+
+    Args:
+        sdist: path of ``face_recognition-1.3.0.tar.gz``.
+        detector: MTCNN detector.
+
+    Raises:
+        FileNotFoundError: when ``sdist`` is missing or lacks one of ``WHITE_HOUSE_PHOTOS``.
+    """
+    sdist = Path(sdist)
+    if not sdist.is_file():
+        raise FileNotFoundError(
+            f"{sdist} not found: fetch it with `pip download --no-deps --no-binary :all: "
+            "face_recognition==1.3.0`"
+        )
+    faces = []
+    with tarfile.open(sdist) as archive:
+        members = {Path(m.name).name: m for m in archive.getmembers() if "test_images" in m.name}
+        for file, subject in WHITE_HOUSE_PHOTOS.items():
+            if file not in members:
+                raise FileNotFoundError(f"{sdist} holds no tests/test_images/{file}")
+            data = archive.extractfile(members[file]).read()
+            photo = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+            faces += aligned_captures(photo, subject, detector, name=f"{sdist.name}:{file}")
     return faces
 
 
 def assign_splits(subjects: list[str], sources: list[str], seed: int) -> dict[str, str]:
-    """Subject -> split, 60 / 20 / 20 within each source, seeded."""
+    """Subject -> split: ``PHOTO_SPLITS`` for the real colour photographs, otherwise
+    60 / 20 / 20 within each source, seeded."""
     rng = np.random.default_rng(seed)
     splits = {}
     for source in sorted(set(sources)):
         members = sorted({s for s, src in zip(subjects, sources, strict=True) if src == source})
-        members = [members[i] for i in rng.permutation(len(members))]
-        if len(members) < 3:  # a lone real portrait goes to test
-            splits.update({m: "test" for m in members})
+        if all(member in PHOTO_SPLITS for member in members):
+            splits.update({member: PHOTO_SPLITS[member] for member in members})
             continue
+        members = [members[i] for i in rng.permutation(len(members))]
         bounds = np.cumsum([round(share * len(members)) for _, share in SPLIT_SHARES[:-1]])
         for position, member in enumerate(members):
             splits[member] = SPLIT_SHARES[int(np.searchsorted(bounds, position, "right"))][0]
     return splits
 
 
-def build_bona_fide(out_dir: str | Path, *, seed: int = 0, subjects: int = 240) -> Path:
+def build_bona_fide(
+    out_dir: str | Path, face_recognition_sdist: str | Path, *, seed: int = 0, subjects: int = 240
+) -> Path:
     """Regenerate the bona fide set: PNG images plus ``manifest.csv``.
 
     Args:
         out_dir: output folder (images go to ``out_dir/images``).
+        face_recognition_sdist: path of ``face_recognition-1.3.0.tar.gz`` (White House photos).
         seed: seed of the generator latents and of the split assignment.
         subjects: number of DCGAN identities tried (three captures each).
 
@@ -170,7 +233,9 @@ def build_bona_fide(out_dir: str | Path, *, seed: int = 0, subjects: int = 240) 
     detector = FaceDetector(min_face_size=20, upsample=2)
     faces = dcgan_faces(subjects, 3, seed, detector)
     faces += lfw_faces(FaceDetector(min_face_size=20, upsample=3))
-    faces += portrait_faces(FaceDetector(min_face_size=40, upsample=1))
+    photo_detector = FaceDetector(min_face_size=40, upsample=1)
+    faces += portrait_faces(photo_detector)
+    faces += white_house_faces(face_recognition_sdist, photo_detector)
     splits = assign_splits([f.subject for f in faces], [f.source for f in faces], seed)
     rows = []
     counts: dict[str, int] = {}
@@ -198,11 +263,21 @@ def build_bona_fide(out_dir: str | Path, *, seed: int = 0, subjects: int = 240) 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Regenerate the bundled bona fide face set.")
     parser.add_argument("out", help="output folder")
+    parser.add_argument(
+        "--face-recognition-sdist",
+        required=True,
+        help=f"path of {FACE_RECOGNITION_SDIST} (pip download --no-deps --no-binary :all: "
+        "face_recognition==1.3.0)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--subjects", type=int, default=240)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
-    print(build_bona_fide(args.out, seed=args.seed, subjects=args.subjects))
+    print(
+        build_bona_fide(
+            args.out, args.face_recognition_sdist, seed=args.seed, subjects=args.subjects
+        )
+    )
 
 
 if __name__ == "__main__":

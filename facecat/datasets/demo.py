@@ -1,10 +1,11 @@
 """A small demonstration manifest built from real LFW faces shipped with scikit-image.
 
 Bona fide rows are the 100 real LFW face crops of ``skimage.data.lfw_subset()``; attack rows
-are the same faces passed through two crude recapture simulations (a halftoned,
-colour-shifted print and a screen replay with a moire grid). Every face is its own subject,
-and subjects are split 60 / 20 / 20 into train / dev / test. It exists for the quick start,
-the tests and the benchmarks; the embedded protocol is the real evaluation set.
+are the same faces passed through two crude recapture simulations (a colour-shifted print
+half-toned through the protocol's clustered-dot screen, and a screen replay with a moire
+grid). Every face is its own subject, and subjects are split 60 / 20 / 20 into train / dev /
+test. It exists for the quick start, the tests and the benchmarks; the embedded protocol is
+the real evaluation set.
 """
 
 from __future__ import annotations
@@ -13,13 +14,18 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from PIL import Image
 
 from facecat.datasets.manifest import write_manifest
+from facecat.datasets.presentation_attacks.halftone import clustered_dot_screen
 
 
 def _print_attack(face: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    dots = (rng.random(face.shape[:2]) < face.mean(axis=2)).astype(np.float64)
+    size = face.shape[0]
+    phase = (rng.uniform(0, 4), rng.uniform(0, 4))
+    screen = clustered_dot_screen(size, size, 4.0, (45.0,), phase, like=torch.zeros(()))[0]
+    dots = (1 - face.mean(axis=2) <= screen.numpy()).astype(np.float64)  # paper left white
     halftoned = 0.6 * face + 0.4 * dots[..., None]
     tint = np.array([1.05, 0.95, 0.8]) * rng.uniform(0.9, 1.0)
     return np.clip(halftoned * tint + 0.05, 0, 1)

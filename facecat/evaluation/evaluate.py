@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -171,8 +171,13 @@ def evaluate_detector(
     device: str | torch.device = "cpu",
     n_boot: int = 1000,
     progress: bool = False,
+    scorer: Callable[[Sequence[Path]], np.ndarray] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score the dev and test splits of ``manifest`` and compute the metrics table.
+
+    Args:
+        scorer: P(real) of a list of image files, in place of :func:`score_files` (e.g.
+            :func:`facecat.training.facecat.cached_scores`, which reuses cached features).
 
     Returns:
         ``(metrics table with one row, per-image scores with split/label/type)``.
@@ -185,14 +190,17 @@ def evaluate_detector(
     for split_name, split in (("dev", dev), ("test", test)):
         if split is None:
             continue
-        scores = score_files(
-            detector,
-            split.paths,
-            size=size,
-            batch_size=batch_size,
-            device=device,
-            progress=progress,
-        )
+        if scorer is None:
+            scores = score_files(
+                detector,
+                split.paths,
+                size=size,
+                batch_size=batch_size,
+                device=device,
+                progress=progress,
+            )
+        else:
+            scores = scorer(split.paths)
         scored[split_name] = scores
         score_rows.append(
             pd.DataFrame(

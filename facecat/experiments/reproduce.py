@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -27,7 +28,9 @@ from facecat.evaluation.evaluate import evaluate_detector
 from facecat.evaluation.headline import bpcer_by_source, family_auc, paired_auc_differences
 from facecat.experiments.probe import PROBE_NAME, TRAINED_BACKBONE, run_feature_probe
 from facecat.experiments.variants import VARIANTS, Variant, embedded_p1, train_variant
+from facecat.models.facecat import FaceCat
 from facecat.models.registry import load_detector
+from facecat.training.facecat import cached_scores
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +119,11 @@ def compare_variants(
         )
         report(f"{variant.label}: evaluating on the test split")
         detector = load_detector(detector_path, device=device)
+        scorer = None
+        if isinstance(detector, FaceCat):
+            scorer = partial(
+                cached_scores, detector, cache_root=cache_dir / "features", device=device
+            )
         table, variant_scores = evaluate_detector(
             detector,
             manifest,
@@ -123,6 +131,7 @@ def compare_variants(
             device=device,
             n_boot=n_boot,
             progress=progress,
+            scorer=scorer,
         )
         dev = variant_scores[variant_scores["split"] == "dev"]
         row = {"detector": variant.label} | table.iloc[0].drop("detector").to_dict()

@@ -62,7 +62,7 @@ log = logging.getLogger(__name__)
 #: Raise when the set's images change for the same faces, settings and FR target: a change
 #: to the face surface, regions, render or texture attack of :mod:`facecat.physical`, or to
 #: the build here (``tests/test_generator_versions.py`` holds the golden digest).
-VERSION = 1
+VERSION = 2
 PHYSICAL_TYPE = "Physical_3D"
 MODES = ("dodging", "impersonation")
 MAX_SIZE = 5000

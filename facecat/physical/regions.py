@@ -2,7 +2,7 @@
 
 After AT3D (Yang et al., CVPR 2023), which prints adversarial textures restricted to the eye,
 eye-nose and respirator areas of a face mesh. Regions are soft masks over canonical
-coordinates (:mod:`facecat.physical.face_surface`: eyes at ``(+-0.5, 0)``, units of the inter-ocular
+coordinates (:mod:`facecat.core.face_surface`: eyes at ``(+-0.5, 0)``, units of the inter-ocular
 distance d), so they fit every wearer once the template is aligned to the landmarks:
 
 * ``eye``: a goggle-shaped band over both eyes and the brows;
@@ -17,7 +17,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from facecat.physical.face_surface import UV_BOX, UV_LANDMARKS, face_oval
+from facecat.core.face_surface import UV_BOX, UV_LANDMARKS, face_oval
 
 __all__ = ["REGIONS", "region_mask", "texture_grid"]
 

@@ -7,7 +7,7 @@ The chain, every step differentiable with respect to the texture:
    clustered-dot screen per channel (a sigmoid of colour minus screen, the differentiable
    surrogate of the hard threshold), integrated by ink spread (a Gaussian blur);
 2. **wear** (:func:`render`): the printed texture is mapped on the wearer's face through the
-   template surface aligned to the landmarks (:mod:`facecat.physical.face_surface`), restricted to a
+   template surface aligned to the landmarks (:mod:`facecat.core.face_surface`), restricted to a
    region (:mod:`facecat.physical.regions`) and the face oval, and shaded (Lambertian, ambient plus
    diffuse from the posed surface normals and a light direction) before it replaces the
    wearer's pixels;
@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from kornia.geometry.conversions import axis_angle_to_rotation_matrix
 from torch import Tensor
 
-from facecat.physical.face_surface import (
+from facecat.core.face_surface import (
     UV_BOX,
     face_depth,
     face_oval,
@@ -41,6 +41,7 @@ from facecat.physical.face_surface import (
     uv_coordinates,
     uv_transform,
 )
+from facecat.datasets.presentation_attacks.halftone import clustered_dot_screen
 from facecat.physical.regions import texture_grid
 
 __all__ = [
@@ -142,22 +143,6 @@ def rotation(yaw: Tensor, pitch: Tensor, roll: Tensor) -> Tensor:
     return rotations[2] @ rotations[1] @ rotations[0]
 
 
-def _screen(size: int, like: Tensor) -> Tensor:
-    """Clustered-dot half-tone thresholds (1, 3, size, size) in [0, 1], one angle per channel."""
-    ys, xs = torch.meshgrid(
-        torch.arange(size, device=like.device, dtype=like.dtype),
-        torch.arange(size, device=like.device, dtype=like.dtype),
-        indexing="ij",
-    )
-    screens = []
-    for degrees in _SCREEN_ANGLES:
-        angle = math.radians(degrees)
-        a = (xs * math.cos(angle) + ys * math.sin(angle)) * 2 * math.pi / _SCREEN_PERIOD
-        b = (-xs * math.sin(angle) + ys * math.cos(angle)) * 2 * math.pi / _SCREEN_PERIOD
-        screens.append(0.5 - 0.25 * (torch.cos(a) + torch.cos(b)))
-    return torch.stack(screens)[None]
-
-
 def print_texture(texture: Tensor) -> Tensor:
     """A texture as a colour printer reproduces it: gamut compression and soft half-toning.
 
@@ -176,7 +161,8 @@ def print_texture(texture: Tensor) -> Tensor:
     colour = black + (white - black) * (grey + saturation * (texture - grey))
     size = texture.shape[-1]
     fine = F.interpolate(colour, scale_factor=2, mode="bilinear", align_corners=False)
-    dots = torch.sigmoid((fine - _screen(2 * size, texture)) / _SCREEN_SOFTNESS)
+    thresholds = clustered_dot_screen(2 * size, 2 * size, _SCREEN_PERIOD, _SCREEN_ANGLES, like=fine)
+    dots = 1.0 - torch.sigmoid((1.0 - fine - thresholds) / _SCREEN_SOFTNESS)
     kernel = 2 * math.ceil(3 * _INK_SPREAD) + 1
     inked = kornia.filters.gaussian_blur2d(
         dots, (kernel, kernel), (_INK_SPREAD, _INK_SPREAD), border_type="reflect"

@@ -29,6 +29,7 @@ from facecat.core.images import ImageFiles, ImageLoadError
 from facecat.datasets.manifest import Manifest
 from facecat.evaluation.evaluate import score_files
 from facecat.models.cdcn import CDCN, CDCNTrainConfig, cdcn_loss
+from facecat.training import pseudo_depth
 from facecat.training.loop import (
     CHECKPOINT_NAME,
     TrainResult,
@@ -140,6 +141,7 @@ def _run_key(
         "config": detector.config.to_dict(),
         "train": asdict(config),
         "seed": seed,
+        "pseudo_depth": pseudo_depth.VERSION,
         "train_data": train.digest(),
         "dev_data": dev.digest(),
     }

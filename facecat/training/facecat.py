@@ -13,7 +13,7 @@ import inspect
 import json
 import logging
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -338,6 +338,44 @@ def train_facecat(
         len(train_images),
         len(dev),
     )
+
+
+def cached_scores(
+    detector: FaceCat,
+    paths: Sequence[Path],
+    cache_root: Path,
+    *,
+    batch_size: int = 32,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> np.ndarray:
+    """P(real) of image files, with their backbone features read from (or added to) a cache.
+
+    Variants that share a backbone (FaceCat with and without text guidance) and a training
+    run and its evaluation (the dev split) then extract each image's features once.
+
+    Args:
+        detector: a FaceCat detector.
+        paths: image files.
+        cache_root: the feature cache folder (as given to :func:`train_facecat`).
+        batch_size: extraction and scoring batch size.
+        device: where extraction and scoring run.
+        progress: show a progress bar while extracting.
+
+    Returns:
+        Scores of shape (N,), equal to ``detector.scores`` of the images up to float rounding.
+    """
+    device = torch.device(device)
+    images = ImageFiles(paths, detector.image_size)
+    rows = FeatureCache(cache_root).features(
+        detector.extractor,
+        detector.backbone_digest(),
+        images,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+    )
+    return score_source(FeatureSource(rows, images, detector, device), len(images), batch_size)
 
 
 def training_images(

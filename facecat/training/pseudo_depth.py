@@ -1,22 +1,15 @@
 """Pseudo-depth supervision for bona fide faces when a data set has no depth maps.
 
 CDCN regresses a face depth map for live faces and an all-zero map for attacks; its authors
-rendered the live maps with PRNet. Without a 3D face model, :func:`pseudo_depth` renders a
-canonical face-shaped surface instead. The surface is defined once, in the aligned-face frame
-of :data:`facecat.core.landmarks.TEMPLATE_112` (the 5-point template of a 112x112 crop):
-
-* an ellipsoidal cap over the face oval (centre :data:`OVAL_CENTRE`, semi-axes
-  :data:`OVAL_AXES`), 0 on the oval's border and outside it;
-* a nose ridge running from between the eyes to the nose tip, rising towards the tip and
-  falling off around it (Gaussian cross-section of width :data:`NOSE_SIGMA`);
-* shallow eye sockets (Gaussian dips at the two eyes).
-
-The three are mixed with the weights below and clipped to [0, 1]; the highest point is the
-nose tip. Per image, the least-squares similarity transform (rotation, uniform scale,
-translation) that maps the template's 5 landmarks onto the image's places the face oval;
-the nose ridge and eye sockets follow the image's own eye and nose landmarks (mapped back
-into the template frame), so a turned face keeps its nose peak on its nose. The surface is
-rendered at the depth-map resolution with 4x4 supersampling per depth pixel.
+rendered the live maps with PRNet. Without a 3D face model, :func:`pseudo_depth` renders the
+template face surface of :mod:`facecat.core.face_surface` (the surface the physical suite
+wears its prints on), put on each face by the least-squares similarity transform of its five
+landmarks: the template depth inside the face oval, 0 outside, divided by the depth at the
+template's nose tip (the highest point) and clipped to [0, 1]. A turned face's nose lies off
+the template's, so the surface around the nose is shifted onto the face's own nose tip
+(the shift fades with a Gaussian of :data:`NOSE_FOLLOW` inter-ocular distances), and the
+nose peak stays on the nose. Maps are rendered at the depth-map resolution with 4x4
+supersampling per depth pixel.
 """
 
 from __future__ import annotations
@@ -26,67 +19,17 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from facecat.core.landmarks import TEMPLATE_112
+from facecat.core.face_surface import UV_LANDMARKS, face_depth, face_oval, uv_transform
 
-OVAL_CENTRE = (56.0, 64.0)
-OVAL_AXES = (40.0, 50.0)
-NOSE_SIGMA = 7.0
-EYE_SIGMA = 6.0
-OVAL_WEIGHT = 0.75
-NOSE_WEIGHT = 0.25
-EYE_WEIGHT = 0.08
+#: Raise when the rendered maps change for the same landmarks; part of CDCN's run key.
+VERSION = 2
 SUPERSAMPLING = 4
-
-
-def template_depth(points: Tensor, landmarks: Tensor | None = None) -> Tensor:
-    """The canonical face depth surface at points of the 112x112 template frame.
-
-    Args:
-        points: (x, y) coordinates in the frame of :data:`facecat.core.landmarks.TEMPLATE_112`.
-        landmarks: the face's 5 landmarks in that frame, placing the nose ridge and the eye
-            sockets (default: the template's own); the face oval stays where it is.
-
-    Shape:
-        points (B, N, 2), landmarks (B, 5, 2) -> (B, N)
-
-    Returns:
-        Depth in [0, 1]: 0 outside the face oval, highest at the nose tip.
-    """
-    if landmarks is None:
-        landmarks = TEMPLATE_112.to(points).expand(len(points), 5, 2)
-    centre = points.new_tensor(OVAL_CENTRE)
-    axes = points.new_tensor(OVAL_AXES)
-    radius2 = ((points - centre) / axes).pow(2).sum(-1)
-    oval = (1 - radius2).clamp(min=0).sqrt()
-
-    bridge = landmarks[:, :2].mean(1, keepdim=True)
-    direction = landmarks[:, 2:3] - bridge
-    along = ((points - bridge) * direction).sum(-1) / direction.pow(2).sum(-1)
-    along = along.clamp(0, 1)
-    offset = points - (bridge + along[..., None] * direction)
-    nose = along * torch.exp(-offset.pow(2).sum(-1) / (2 * NOSE_SIGMA**2))
-
-    eyes = sum(
-        torch.exp(-(points - landmarks[:, i : i + 1]).pow(2).sum(-1) / (2 * EYE_SIGMA**2))
-        for i in (0, 1)
-    )
-    depth = OVAL_WEIGHT * oval + NOSE_WEIGHT * nose - EYE_WEIGHT * eyes
-    return torch.where(radius2 < 1, depth.clamp(0, 1), torch.zeros_like(depth))
-
-
-def _template_to_image(landmarks: Tensor) -> tuple[Tensor, Tensor]:
-    """Least-squares similarity z -> a z + b (complex form) from the template to each face."""
-    source = torch.view_as_complex(TEMPLATE_112.to(landmarks).contiguous())
-    target = torch.view_as_complex(landmarks.contiguous())
-    source_mean, target_mean = source.mean(), target.mean(-1, keepdim=True)
-    centred = source - source_mean
-    numerator = (centred.conj() * (target - target_mean)).sum(-1, keepdim=True)
-    scale = numerator / centred.abs().pow(2).sum()
-    return scale, target_mean - scale * source_mean
+NOSE_FOLLOW = 0.6
+NOSE_TIP_DEPTH = float(face_depth(UV_LANDMARKS[2]))
 
 
 def pseudo_depth(landmarks: Tensor, image_size: int, depth_size: int) -> Tensor:
-    """Render the canonical face depth surface onto faces given by their 5 landmarks.
+    """Render the template face surface onto faces given by their 5 landmarks.
 
     Args:
         landmarks: (x, y) pixel coordinates in an ``image_size`` x ``image_size`` image (left
@@ -113,14 +56,18 @@ def pseudo_depth(landmarks: Tensor, image_size: int, depth_size: int) -> Tensor:
     if not bool(torch.isfinite(landmarks).all()):
         raise ValueError("landmarks hold non-finite values")
     landmarks = landmarks.float()
-    scale, shift = _template_to_image(landmarks)
     fine = depth_size * SUPERSAMPLING
     centres = (torch.arange(fine, device=landmarks.device) + 0.5) * (image_size / fine) - 0.5
-    pixels = torch.complex(centres[None, :], centres[:, None]).reshape(1, -1)
-    points = torch.view_as_real((pixels - shift) / scale)
-    own = torch.view_as_real((torch.view_as_complex(landmarks.contiguous()) - shift) / scale)
-    depth = template_depth(points, own).reshape(-1, 1, fine, fine)
-    return torch.nn.functional.avg_pool2d(depth, SUPERSAMPLING)[:, 0]
+    ys, xs = torch.meshgrid(centres, centres, indexing="ij")
+    points = torch.stack([xs, ys], dim=-1)
+    to_uv = uv_transform(landmarks)
+    uv = points @ to_uv[:, None, :, :2].transpose(-1, -2) + to_uv[:, None, None, :, 2]
+    nose = torch.einsum("bij,bj->bi", to_uv[:, :, :2], landmarks[:, 2]) + to_uv[:, :, 2]
+    shift = (nose - UV_LANDMARKS[2].to(nose))[:, None, None]
+    reach = torch.exp(-(uv - nose[:, None, None]).pow(2).sum(-1, keepdim=True) / NOSE_FOLLOW**2 / 2)
+    uv = uv - reach * shift
+    depth = (face_depth(uv) * face_oval(uv) / NOSE_TIP_DEPTH).clamp(0, 1)
+    return torch.nn.functional.avg_pool2d(depth[:, None], SUPERSAMPLING)[:, 0]
 
 
 def depth_targets(

@@ -30,6 +30,7 @@ from facecat.datasets.presentation_attacks._ops import (
     _uniform,
     _warp,
 )
+from facecat.datasets.presentation_attacks.halftone import clustered_dot_screen
 
 __all__ = ["paper_print", "screen_replay"]
 
@@ -40,22 +41,13 @@ def _halftone(
     img: Tensor, rng: torch.Generator, period: float, amount: float, chroma: float = 0.4
 ) -> Tensor:
     """Clustered-dot CMY halftone (screens at 15/75/0 degrees), mixed in by ``amount``."""
-    h, w = img.shape[-2:]
-    ys = torch.arange(h, dtype=img.dtype, device=img.device)[:, None]
-    xs = torch.arange(w, dtype=img.dtype, device=img.device)[None, :]
     base = _uniform(rng, 0.0, 90.0)
     phase = (_uniform(rng, 0.0, period), _uniform(rng, 0.0, period))
-    k = 2.0 * math.pi / period
-    planes = []
-    for channel, offset in enumerate((15.0, 75.0, 0.0)):
-        a = math.radians(base + offset)
-        p = (xs + phase[0]) * math.cos(a) + (ys + phase[1]) * math.sin(a)
-        q = -(xs + phase[0]) * math.sin(a) + (ys + phase[1]) * math.cos(a)
-        threshold = 0.5 + 0.25 * (torch.cos(k * p) + torch.cos(k * q))
-        ink = torch.sigmoid((1.0 - img[channel] - threshold) / 0.12)
-        planes.append(1.0 - ink)
+    angles = [base + offset for offset in (15.0, 75.0, 0.0)]
+    thresholds = clustered_dot_screen(*img.shape[-2:], period, angles, phase, like=img)
+    planes = 1.0 - torch.sigmoid((1.0 - img[:3] - thresholds) / 0.12)
     # Re-capture blurs the dot rosette and mixes the inks, so most of the residual is luminance.
-    residual = torch.stack(planes) - img
+    residual = planes - img
     residual = _saturate(residual, chroma)
     return img + amount * residual
 
