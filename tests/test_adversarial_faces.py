@@ -15,6 +15,7 @@ from facecat.datasets.adversarial_faces import (
     craft,
     pick_targets,
     success_table,
+    verified_pairs,
 )
 from facecat.datasets.bona_fide import bundled_manifest
 from facecat.datasets.manifest import read_manifest, write_manifest
@@ -65,6 +66,30 @@ def test_pick_targets_never_picks_the_same_subject():
     assert all(subjects[p] != s for p, s in zip(picks, subjects, strict=True))
     with pytest.raises(ValueError, match="two subjects"):
         pick_targets(np.array(["a", "a"]), np.random.default_rng(0))
+
+
+def test_pick_targets_avoids_faces_the_target_already_verifies():
+    subjects = np.array(["a", "b", "c"])
+    verified = np.eye(3, dtype=bool)
+    verified[0, 1] = verified[1, 0] = True
+    for seed in range(20):
+        picks = pick_targets(subjects, np.random.default_rng(seed), verified)
+        assert picks[0] == 2 and picks[1] == 2
+    everyone = np.ones((2, 2), dtype=bool)  # no unverified subject left: any other one
+    assert pick_targets(np.array(["a", "b"]), np.random.default_rng(0), everyone).tolist() == [
+        1,
+        0,
+    ]
+
+
+def test_verified_pairs_is_the_targets_own_verdict(recognizer, faces):
+    images = faces[0]
+    pairs = verified_pairs(recognizer, torch.cat([images, images[:1]]), batch_size=4)
+    assert pairs.shape == (len(images) + 1,) * 2
+    assert pairs.diagonal().all() and pairs[0, -1] and pairs[-1, 0]
+    descriptors = recognizer(images)
+    expected = recognizer.same_identity(descriptors[1:2].expand_as(descriptors), descriptors)
+    assert pairs[1, :-1].tolist() == expected.tolist()
 
 
 @pytest.mark.parametrize("attack_type", ["PGD_Dodging", "Eyeglass_Impersonation"])
@@ -174,3 +199,20 @@ def test_cli_attack_needs_targets_of_other_subjects(tmp_path, capsys):
     )
     assert code == 2
     assert "two subjects" in capsys.readouterr().err
+
+
+def test_an_attack_that_leaves_faces_unchanged_adds_no_rows(tmp_path):
+    source = read_manifest(bundled_manifest())
+    frame = source.frame[source.frame["split"] == "test"].head(4).reset_index(drop=True)
+    for path in frame["path"]:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_bytes((source.root / path).read_bytes())
+    torch.manual_seed(0)
+    network = nn.Sequential(nn.Flatten(), nn.LazyLinear(8))
+    # cosine distances never exceed 2: this target takes everyone for everyone else, so
+    # every impersonation holds before the attack and the black-box search changes nothing
+    everyone = TorchRecognizer(network, input_size=16, metric="cosine", threshold=3.0)
+    types = ("Evolutionary_Impersonation", "FGSM_Dodging")
+    rows = AdversarialFaces(everyone, types, options=FAST)(frame, tmp_path, seed=0)
+    assert set(rows["attack_type"]) == {"FGSM_Dodging"}
+    assert len(rows) == 2
