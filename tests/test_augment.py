@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,11 +11,11 @@ from PIL import Image
 
 from facecat import create_detector
 from facecat.core.images import load_image
-from facecat.datasets.manifest import read_manifest
+from facecat.datasets.manifest import Manifest, read_manifest
 from facecat.models.config import TrainConfig
 from facecat.models.registry import read_detector_header
 from facecat.training.augment import jpeg_copies
-from facecat.training.facecat import train_facecat
+from facecat.training.facecat import source_repeats, train_facecat, training_images
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +79,27 @@ def test_training_adds_the_copies_to_the_train_split(lfw_manifest, tmp_path) -> 
     assert len(written) == len(train)
     assert all(Image.open(io.BytesIO(p.read_bytes())).format == "JPEG" for p in written)
     assert np.isfinite(result.history["train_loss"]).all()
+
+
+def test_rare_sources_are_repeated_up_to_the_minimum(train_split, tmp_path) -> None:
+    assert source_repeats(np.array(["a", "a", "a", "b"]), 2).tolist() == [0, 1, 2, 3, 3]
+    assert source_repeats(np.array(["a", "b"]), 0).tolist() == [0, 1]
+    frame = train_split.frame.copy()
+    frame["source"] = ["photo" if i < 2 else "generated" for i in range(len(frame))]
+    manifest = Manifest.from_frame(frame, train_split.root)
+    config = TrainConfig(min_source_rows=7, jpeg_copies=1)
+    paths, labels = training_images(manifest, config, tmp_path, size=32, seed=0)
+    photos = [Path(p).stem for p in manifest.paths[:2]]
+    stems = [Path(p).stem for p in paths]
+    assert sum(stems.count(s) for s in photos) == 8  # ceil(7 / 2) = 4 times each
+    assert len(paths) == len(labels) == 2 * (len(frame) + 6)
+    assert labels.tolist().count(int(manifest.labels[0])) >= 8
+
+
+def test_repeating_sources_needs_a_source_column(train_split, tmp_path) -> None:
+    frame = train_split.frame.drop(columns=["source"], errors="ignore")
+    manifest = Manifest.from_frame(frame, train_split.root)
+    with pytest.raises(ValueError, match="'source' column"):
+        training_images(manifest, TrainConfig(min_source_rows=5), tmp_path, size=32, seed=0)
+    with pytest.raises(ValueError, match="min_source_rows"):
+        TrainConfig(min_source_rows=-1)

@@ -88,11 +88,12 @@ def test_bpcer_by_source_counts_the_rejected_bona_fide_faces(main_job):
     scores = pd.read_csv(out / SCORES_NAME)
     assert set(by_source["detector"]) == set(table["detector"])
     assert set(by_source["source"]) == {"dcgan"}
+    assert set(by_source["split"]) == {"dev", "test"}
     for row in by_source.itertuples():
         threshold = table.set_index("detector").loc[row.detector, "threshold"]
         live = scores[
             (scores["detector"] == row.detector)
-            & (scores["split"] == "test")
+            & (scores["split"] == row.split)
             & (scores["label"] == 1)
         ]
         assert row.n_bona_fide == len(live) == 14

@@ -114,10 +114,11 @@ def paired_auc_differences(
 def bpcer_by_source(
     scores: pd.DataFrame, sources: pd.Series, thresholds: dict[str, float]
 ) -> pd.DataFrame:
-    """BPCER of every detector on the test split's bona fide faces of each source.
+    """BPCER of every detector on the dev and test bona fide faces of each source.
 
     A bona fide face is rejected when its score falls below the detector's threshold (fixed
-    on the dev split), the rule of :func:`facecat.evaluation.metrics.apcer_bpcer`.
+    on the dev split), the rule of :func:`facecat.evaluation.metrics.apcer_bpcer`. The dev
+    rows are what a configuration may be chosen on; the test rows are the result.
 
     Args:
         scores: per-image scores as the main job writes them.
@@ -125,26 +126,31 @@ def bpcer_by_source(
         thresholds: each detector's dev-split threshold.
 
     Returns:
-        Rows ``detector, source, n_bona_fide, rejected, bpcer, threshold``.
+        Rows ``detector, split, source, n_bona_fide, rejected, bpcer, threshold``.
     """
     rows = []
     for detector, threshold in thresholds.items():
-        part = _test_frame(scores, detector)
-        part = part[part["label"] == 1]
-        origin = part["path"].map(sources)
-        if origin.isna().any():
-            missing = part.loc[origin.isna(), "path"].iloc[0]
-            raise KeyError(f"bona fide test image {missing} has no source in the manifest")
-        for source, group in part.groupby(origin, sort=True):
-            rejected = int((group["score"] < threshold).sum())
-            rows.append(
-                {
-                    "detector": detector,
-                    "source": source,
-                    "n_bona_fide": len(group),
-                    "rejected": rejected,
-                    "bpcer": rejected / len(group),
-                    "threshold": threshold,
-                }
-            )
+        for split in ("dev", "test"):
+            part = scores[
+                (scores["detector"] == detector)
+                & (scores["split"] == split)
+                & (scores["label"] == 1)
+            ]
+            origin = part["path"].map(sources)
+            if origin.isna().any():
+                missing = part.loc[origin.isna(), "path"].iloc[0]
+                raise KeyError(f"bona fide {split} image {missing} has no source in the manifest")
+            for source, group in part.groupby(origin, sort=True):
+                rejected = int((group["score"] < threshold).sum())
+                rows.append(
+                    {
+                        "detector": detector,
+                        "split": split,
+                        "source": source,
+                        "n_bona_fide": len(group),
+                        "rejected": rejected,
+                        "bpcer": rejected / len(group),
+                        "threshold": threshold,
+                    }
+                )
     return pd.DataFrame(rows)

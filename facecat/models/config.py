@@ -68,6 +68,10 @@ class TrainConfig:
         jpeg_copies: add this many JPEG re-encodings of every training image to the
             training set (:func:`facecat.training.augment.jpeg_copies`; 0: none).
         jpeg_quality: inclusive range the copies' JPEG quality is drawn from.
+        min_source_rows: repeat the training rows of every ``source`` (manifest column) with
+            fewer rows than this until it has at least this many (0: none), so that a rare
+            source (three real colour photographs among hundreds of generated faces) and
+            the attacks simulated from it weigh in.
     """
 
     epochs: int = 30
@@ -81,6 +85,7 @@ class TrainConfig:
     hflip: bool = False
     jpeg_copies: int = 0
     jpeg_quality: tuple[int, int] = (10, 50)
+    min_source_rows: int = 0
 
     def __post_init__(self) -> None:
         quality = self.jpeg_quality
@@ -91,6 +96,8 @@ class TrainConfig:
                 f"jpeg_copies must be >= 0 and jpeg_quality a range [low, high] with "
                 f"1 <= low <= high <= 95, got {self.jpeg_copies}, {list(self.jpeg_quality)}"
             )
+        if self.min_source_rows < 0:
+            raise ValueError(f"min_source_rows must be >= 0, got {self.min_source_rows}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer {self.optimizer!r} not one of {list(OPTIMIZERS)}")
         if self.epochs < 1 or self.batch_size < 2:

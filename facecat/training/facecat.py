@@ -381,9 +381,13 @@ def cached_scores(
 def training_images(
     train: Manifest, config: TrainConfig, cache_root: Path, size: int, seed: int
 ) -> tuple[list[Path], Tensor]:
-    """The training split's image files and labels, with the configured JPEG copies added.
+    """The training split's image files and labels, with the configured JPEG copies added and
+    rare sources repeated (``config.min_source_rows``).
 
     The copies live in ``cache_root/jpeg-copies`` and carry their source's label.
+
+    Raises:
+        ValueError: when ``min_source_rows`` is set and the manifest has no ``source`` column.
     """
     paths = list(train.paths)
     copies = jpeg_copies(
@@ -394,8 +398,30 @@ def training_images(
         size=size,
         seed=seed,
     )
+    paths += copies
     labels = np.tile(train.labels, 1 + config.jpeg_copies)
-    return paths + copies, torch.tensor(labels, dtype=torch.long)
+    if config.min_source_rows:
+        if "source" not in train.frame.columns:
+            raise ValueError(
+                f"{train.source}: min_source_rows needs a 'source' column in the manifest"
+            )
+        rows = source_repeats(train.frame["source"].to_numpy(), config.min_source_rows)
+        rows = np.concatenate([rows + k * len(train) for k in range(1 + config.jpeg_copies)])
+        paths, labels = [paths[i] for i in rows], labels[rows]
+    return paths, torch.tensor(labels, dtype=torch.long)
+
+
+def source_repeats(sources: np.ndarray, min_rows: int) -> np.ndarray:
+    """Row indices in which each row of a source of n < ``min_rows`` rows appears
+    ceil(min_rows / n) times, so that the source has at least ``min_rows``.
+
+    Example:
+        >>> source_repeats(np.array(["a", "a", "a", "b"]), 2).tolist()
+        [0, 1, 2, 3, 3]
+    """
+    _, inverse, counts = np.unique(sources, return_inverse=True, return_counts=True)
+    factors = np.maximum(1, -(-min_rows // counts))[inverse]
+    return np.repeat(np.arange(len(sources)), factors)
 
 
 def share_seed(seed: int, epoch: int, step: int, share: int) -> int:
