@@ -13,10 +13,15 @@ import torch
 import facecat
 
 
-def git_commit() -> str:
-    """The commit of the source tree facecat is imported from, "+dirty" when it has local
-    changes, or "unknown" outside a git checkout (an installed wheel)."""
-    folder = Path(facecat.__file__).resolve().parent
+def git_commit(folder: Path | None = None) -> str:
+    """The commit of the source tree facecat is imported from, "+dirty" when the package's
+    code has local changes, or "unknown" outside a git checkout (an installed wheel).
+
+    Only the package folder counts, and its shipped detectors (``data/detectors``) do not:
+    the jobs write ``results/`` and the shipped detector files themselves, and a job's own
+    output does not make the code it ran dirty. ``folder`` is the package folder (default:
+    the imported facecat's)."""
+    folder = folder or Path(facecat.__file__).resolve().parent
     try:
         commit = subprocess.run(
             ["git", "-C", str(folder), "rev-parse", "HEAD"],
@@ -26,7 +31,17 @@ def git_commit() -> str:
             check=True,
         ).stdout.strip()
         changes = subprocess.run(
-            ["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
+            [
+                "git",
+                "-C",
+                str(folder),
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ".",
+                ":(exclude)data/detectors",
+            ],
             capture_output=True,
             text=True,
             timeout=10,
