@@ -209,7 +209,9 @@ def evaluate_detector(
                     "split": split_name,
                     "label": split.labels,
                     "attack_type": split.attack_types,
-                    "score": scores,
+                    # float64 holds every float32 score exactly, so a CSV round trip
+                    # compares with the threshold as the metrics did
+                    "score": np.asarray(scores, dtype=np.float64),
                 }
             )
         )
