@@ -96,10 +96,10 @@ def test_rare_sources_are_repeated_up_to_the_minimum(train_split, tmp_path) -> N
     assert labels.tolist().count(int(manifest.labels[0])) >= 8
 
 
-def test_repeating_sources_needs_a_source_column(train_split, tmp_path) -> None:
+def test_without_a_source_column_nothing_is_repeated(train_split, tmp_path) -> None:
     frame = train_split.frame.drop(columns=["source"], errors="ignore")
     manifest = Manifest.from_frame(frame, train_split.root)
-    with pytest.raises(ValueError, match="'source' column"):
-        training_images(manifest, TrainConfig(min_source_rows=5), tmp_path, size=32, seed=0)
+    paths, labels = training_images(manifest, TrainConfig(min_source_rows=500), tmp_path, 32, 0)
+    assert paths == list(manifest.paths) and labels.tolist() == manifest.labels.tolist()
     with pytest.raises(ValueError, match="min_source_rows"):
         TrainConfig(min_source_rows=-1)

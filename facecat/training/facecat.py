@@ -382,12 +382,10 @@ def training_images(
     train: Manifest, config: TrainConfig, cache_root: Path, size: int, seed: int
 ) -> tuple[list[Path], Tensor]:
     """The training split's image files and labels, with the configured JPEG copies added and
-    rare sources repeated (``config.min_source_rows``).
+    rare sources repeated (``config.min_source_rows``; a manifest without a ``source`` column
+    has one source, and nothing is repeated).
 
     The copies live in ``cache_root/jpeg-copies`` and carry their source's label.
-
-    Raises:
-        ValueError: when ``min_source_rows`` is set and the manifest has no ``source`` column.
     """
     paths = list(train.paths)
     copies = jpeg_copies(
@@ -400,11 +398,7 @@ def training_images(
     )
     paths += copies
     labels = np.tile(train.labels, 1 + config.jpeg_copies)
-    if config.min_source_rows:
-        if "source" not in train.frame.columns:
-            raise ValueError(
-                f"{train.source}: min_source_rows needs a 'source' column in the manifest"
-            )
+    if config.min_source_rows and "source" in train.frame.columns:
         rows = source_repeats(train.frame["source"].to_numpy(), config.min_source_rows)
         rows = np.concatenate([rows + k * len(train) for k in range(1 + config.jpeg_copies)])
         paths, labels = [paths[i] for i in rows], labels[rows]
