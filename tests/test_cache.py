@@ -136,6 +136,19 @@ def test_partly_cached_list_extracts_only_the_new_images(detector, images, tmp_p
     assert "feature cache hit" in caplog.text
 
 
+def test_repeated_files_are_extracted_once(detector, images, tmp_path, caplog):
+    repeated = ImageFiles([*images.paths[:3], images.paths[0], images.paths[2]], images.size)
+    with caplog.at_level(logging.INFO, logger="facecat.training.cache"):
+        rows = np.array(_rows(FeatureCache(tmp_path), detector, repeated))
+    assert "extracting features of 3 of 5 images" in caplog.text
+    assert "2 repeated files" in caplog.text
+    np.testing.assert_array_equal(rows[3], rows[0])
+    np.testing.assert_array_equal(rows[4], rows[2])
+    batch = torch.stack([repeated[i] for i in range(3)])
+    direct = flatten_features(detector.extractor(batch)).numpy()
+    np.testing.assert_allclose(rows[:3], direct, rtol=1e-5, atol=1e-5)
+
+
 def test_damaged_entry_lends_no_rows(detector, images, tmp_path, caplog):
     cache = FeatureCache(tmp_path)
     good = np.array(_rows(cache, detector, images))

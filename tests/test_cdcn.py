@@ -184,6 +184,17 @@ def test_differentiable_scores_match_scores_and_carry_gradients(tiny):
     assert images.grad is not None and bool(torch.isfinite(images.grad).all())
 
 
+def test_cpu_forward_runs_channels_last_with_the_plain_layouts_values(tiny):
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    depth = tiny(images)
+    stem = tiny.network.stem[0].weight
+    assert stem.is_contiguous(memory_format=torch.channels_last)
+    tiny.to(memory_format=torch.contiguous_format)
+    with torch.no_grad():
+        plain = tiny.network(images * 2 - 1)
+    torch.testing.assert_close(depth.detach(), plain, atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize(
     ("images", "match"),
     [

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from facecat.core.device import conv_memory_format, prefers_channels_last
 from facecat.models.diffusion import GaussianDiffusion
 from facecat.models.unet import BlockShape, UNet, decoder_block_shapes
 
@@ -92,17 +93,18 @@ class DiffusionFeatureExtractor(nn.Module):
         self.unet = unet.eval().requires_grad_(False)
         self.diffusion = diffusion
         self.config = config
-        self.channels_last = False
+        self.channels_last: bool | None = None
         self._decoder = unet.decoder_features
 
     def accelerate(
-        self, *, channels_last: bool = False, compile: bool = False
+        self, *, channels_last: bool | None = None, compile: bool = False
     ) -> DiffusionFeatureExtractor:
         """Speed options that leave the features the same up to float rounding.
 
         Args:
-            channels_last: keep the UNet's weights and activations in channels-last memory
-                format (faster convolutions on GPUs with tensor cores and on many CPUs).
+            channels_last: run the UNet's weights and activations in channels-last memory
+                format; None (the default) picks what is faster on the input's device
+                (:func:`facecat.core.device.prefers_channels_last`: on for the CPU).
             compile: run the UNet's feature path through ``torch.compile`` (the first batch
                 of each shape compiles; later ones run fused kernels).
 
@@ -110,8 +112,6 @@ class DiffusionFeatureExtractor(nn.Module):
             ``self``.
         """
         self.channels_last = channels_last
-        if channels_last:
-            self.unet.to(memory_format=torch.channels_last)
         decoder = self.unet.decoder_features
         self._decoder = torch.compile(decoder) if compile else decoder
         return self
@@ -163,6 +163,10 @@ class DiffusionFeatureExtractor(nn.Module):
                 f"got {tuple(images.shape)}"
             )
         device = images.device
+        channels_last = self.channels_last
+        if channels_last is None:
+            channels_last = prefers_channels_last(device)
+        memory_format = conv_memory_format(self.unet, channels_last)
         noise = self.shared_noise(3, size, device)
         x0 = images.float() * 2 - 1
         dtype = DTYPES[self.config.compute_dtype]
@@ -172,8 +176,7 @@ class DiffusionFeatureExtractor(nn.Module):
             for step_noise, step in zip(noise, self.config.timesteps, strict=True):
                 t = torch.full((images.shape[0],), step, device=device, dtype=torch.long)
                 xt = self.diffusion.q_sample(x0, t, step_noise.expand_as(x0))
-                if self.channels_last:
-                    xt = xt.contiguous(memory_format=torch.channels_last)
+                xt = xt.contiguous(memory_format=memory_format)
                 with _autocast(device, dtype):
                     activations = self._decoder(xt, t, self.config.blocks)
                 for block, activation in activations.items():

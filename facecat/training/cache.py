@@ -175,20 +175,24 @@ class FeatureCache:
             if not missing:
                 log.info("feature cache: %d images assembled from cached rows", len(dataset))
                 return assembled
+            unique, repeats, originals = _first_of_each_digest(missing, digests)
             log.info(
-                "extracting features of %d of %d images into %s (%d from cached rows)",
-                len(missing),
+                "extracting features of %d of %d images into %s (%d from cached rows, %d "
+                "repeated files)",
+                len(unique),
                 len(dataset),
                 data_path,
                 len(dataset) - len(missing),
+                len(repeats),
             )
 
             def write(tmp: Path) -> None:
                 out = _open_rows(tmp, expected, "w+")
                 out[:] = assembled
                 extract_into(
-                    out, extractor, dataset, missing, batch_size, device, progress, num_workers
+                    out, extractor, dataset, unique, batch_size, device, progress, num_workers
                 )
+                out[repeats] = out[originals]
                 out.flush()
                 del out
 
@@ -301,6 +305,25 @@ class FeatureCache:
                 tmp.unlink(missing_ok=True)
                 lock.release()
         return np.load(data_path, mmap_mode="r")
+
+
+def _first_of_each_digest(
+    indices: Sequence[int], digests: Sequence[str]
+) -> tuple[list[int], list[int], list[int]]:
+    """Split ``indices`` into the first image of each content digest and the repeats.
+
+    Returns:
+        The indices to extract, the repeated indices, and for each repeat the extracted index
+        with the same content.
+    """
+    first: dict[str, int] = {}
+    repeats, originals = [], []
+    for i in indices:
+        original = first.setdefault(digests[i], i)
+        if original != i:
+            repeats.append(i)
+            originals.append(original)
+    return list(first.values()), repeats, originals
 
 
 def _write_meta(
