@@ -57,12 +57,6 @@ class Progress:
         print(f"[{time.perf_counter() - self.started:7.1f} s] {message}", flush=True)
 
 
-def _start_job(out_dir: str | Path, cache_dir: str | Path | None) -> tuple[Progress, Path, Path]:
-    """A job's stage printer, output folder and cache folder (default ``$FACECAT_CACHE``)."""
-    report = Progress()
-    return report, Path(out_dir), Path(cache_dir) if cache_dir is not None else default_cache_dir()
-
-
 @dataclass(frozen=True)
 class Comparison:
     """Test-split results of several variants on one protocol."""
@@ -156,6 +150,58 @@ def compare_variants(
     return Comparison(table, pd.DataFrame(per_type), pd.concat(scores, ignore_index=True))
 
 
+@dataclass(frozen=True)
+class _Job:
+    """What every job of this module shares: its stage printer, folders and run settings."""
+
+    report: Progress
+    out_dir: Path
+    cache_dir: Path
+    device: str | torch.device
+    n_boot: int
+    progress: bool
+    epochs: int | None = None
+
+    @classmethod
+    def start(
+        cls,
+        out_dir: str | Path,
+        cache_dir: str | Path | None,
+        device: str | torch.device,
+        n_boot: int,
+        progress: bool,
+        epochs: int | None = None,
+    ) -> _Job:
+        """A job writing to ``out_dir``, caching in ``cache_dir`` (default ``$FACECAT_CACHE``)."""
+        cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        return cls(Progress(), Path(out_dir), cache, device, n_boot, progress, epochs)
+
+    def protocol(self, bona_fide: str | Path | None, seed: int) -> EmbeddedProtocol:
+        """The embedded protocol, built or reused."""
+        return embedded_p1(self.cache_dir, seed=seed, bona_fide=bona_fide, device=self.device)
+
+    def compare(
+        self,
+        protocol: EmbeddedProtocol,
+        manifest: Manifest,
+        variants: tuple[Variant, ...],
+        seed: int,
+    ) -> Comparison:
+        """:func:`compare_variants` with this job's settings."""
+        return compare_variants(
+            protocol,
+            manifest,
+            variants,
+            cache_dir=self.cache_dir,
+            report=self.report,
+            epochs=self.epochs,
+            seed=seed,
+            device=self.device,
+            n_boot=self.n_boot,
+            progress=self.progress,
+        )
+
+
 def run_main_job(
     out_dir: str | Path = "results",
     *,
@@ -185,26 +231,16 @@ def run_main_job(
     Returns:
         The comparison table (one row per variant).
     """
-    report, out_dir, cache_dir = _start_job(out_dir, cache_dir)
+    job = _Job.start(out_dir, cache_dir, device, n_boot, progress, epochs)
+    out_dir, report = job.out_dir, job.report
     report("building or loading the embedded protocol (28 attack types)")
-    protocol = embedded_p1(cache_dir, seed=seed, bona_fide=bona_fide, device=device)
+    protocol = job.protocol(bona_fide, seed)
     manifest = protocol.p1()
     report(f"protocol ready: {len(manifest)} samples in {protocol.root}")
     atomic_write(
         out_dir / COUNTS_NAME, lambda tmp: counts(manifest).to_csv(tmp, index_label="attack_type")
     )
-    result = compare_variants(
-        protocol,
-        manifest,
-        variants,
-        cache_dir=cache_dir,
-        report=report,
-        epochs=epochs,
-        seed=seed,
-        device=device,
-        n_boot=n_boot,
-        progress=progress,
-    )
+    result = job.compare(protocol, manifest, variants, seed)
     labels = list(result.table["detector"])
     families = family_auc(result.scores, n_boot=n_boot, seed=seed)
     differences = paired_auc_differences(
@@ -260,23 +296,13 @@ def run_seed_study(
     Returns:
         The per-seed table.
     """
-    report, out_dir, cache_dir = _start_job(out_dir, cache_dir)
-    protocol = embedded_p1(cache_dir, seed=0, bona_fide=bona_fide, device=device)
+    job = _Job.start(out_dir, cache_dir, device, n_boot, progress, epochs)
+    out_dir = job.out_dir
+    protocol = job.protocol(bona_fide, seed=0)
     manifest = protocol.p1()
     rows = []
     for seed in seeds:
-        result = compare_variants(
-            protocol,
-            manifest,
-            variants,
-            cache_dir=cache_dir,
-            report=report,
-            epochs=epochs,
-            seed=seed,
-            device=device,
-            n_boot=n_boot,
-            progress=progress,
-        )
+        result = job.compare(protocol, manifest, variants, seed)
         labels = list(result.table["detector"])
         differences = paired_auc_differences(
             result.scores, labels[0], labels[1:], n_boot=n_boot, seed=seed
@@ -303,7 +329,7 @@ def run_seed_study(
     summary = stamped(summary, protocol.root.name, device)
     atomic_write(out_dir / SEEDS_NAME, lambda tmp: table.to_csv(tmp, index=False))
     atomic_write(out_dir / SEEDS_SUMMARY_NAME, lambda tmp: summary.to_csv(tmp, index=False))
-    report(f"wrote {out_dir / SEEDS_NAME} and {out_dir / SEEDS_SUMMARY_NAME}")
+    job.report(f"wrote {out_dir / SEEDS_NAME} and {out_dir / SEEDS_SUMMARY_NAME}")
     return table
 
 
@@ -335,8 +361,9 @@ def run_block_ablation(
     Returns:
         One row per block set.
     """
-    report, out_dir, cache_dir = _start_job(out_dir, cache_dir)
-    protocol = embedded_p1(cache_dir, seed=seed, bona_fide=bona_fide, device=device)
+    job = _Job.start(out_dir, cache_dir, device, n_boot, progress, epochs)
+    out_dir = job.out_dir
+    protocol = job.protocol(bona_fide, seed)
     variants = tuple(
         Variant(
             "blocks " + ",".join(map(str, blocks)),
@@ -345,18 +372,7 @@ def run_block_ablation(
         )
         for blocks in block_sets
     )
-    result = compare_variants(
-        protocol,
-        protocol.p1(),
-        variants,
-        cache_dir=cache_dir,
-        report=report,
-        epochs=epochs,
-        seed=seed,
-        device=device,
-        n_boot=n_boot,
-        progress=progress,
-    )
+    result = job.compare(protocol, protocol.p1(), variants, seed)
     table = result.table.rename(columns={"detector": "blocks"})
     table["blocks"] = [",".join(map(str, b)) for b in block_sets]
     table["chosen"] = table["dev_eer"] == table["dev_eer"].min()
@@ -367,7 +383,7 @@ def run_block_ablation(
         out_dir / "embedded_blocks_ablation.png",
         title=f"{config}: decoder blocks read (test split)",
     )
-    report(f"wrote {out_dir / ABLATION_NAME}")
+    job.report(f"wrote {out_dir / ABLATION_NAME}")
     return table
 
 
@@ -400,11 +416,9 @@ def run_probe_job(
     Returns:
         The probe table.
     """
-    report, out_dir, cache_dir = _start_job(out_dir, cache_dir)
-    if manifest is None:
-        data = embedded_p1(cache_dir, seed=seed, bona_fide=bona_fide, device=device).p1()
-    else:
-        data = read_manifest(manifest)
+    job = _Job.start(out_dir, cache_dir, device, n_boot, progress)
+    out_dir, cache_dir, report = job.out_dir, job.cache_dir, job.report
+    data = job.protocol(bona_fide, seed).p1() if manifest is None else read_manifest(manifest)
     report(f"probing {config}: timesteps {list(timesteps)}, backbones {list(backbones)}")
     table = run_feature_probe(
         data,
