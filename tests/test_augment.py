@@ -1,4 +1,5 @@
-"""JPEG copies of training images: content-addressed files, seeded qualities, training use."""
+"""Degraded copies of training images (JPEG, posterized): content-addressed files, seeded
+levels, training use."""
 
 from __future__ import annotations
 
@@ -7,14 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from facecat import create_detector
 from facecat.core.images import load_image
 from facecat.datasets.manifest import Manifest, read_manifest
 from facecat.models.config import TrainConfig
 from facecat.models.registry import read_detector_header
-from facecat.training.augment import jpeg_copies
+from facecat.training.augment import jpeg_copies, posterize_copies
 from facecat.training.facecat import source_repeats, train_facecat, training_images
 
 
@@ -60,6 +61,39 @@ def test_bad_settings_are_refused(train_split, tmp_path, copies, quality) -> Non
         TrainConfig(jpeg_copies=copies, jpeg_quality=quality)
 
 
+def test_posterized_copies_equal_pillow_posterize_of_the_resized_source(
+    train_split, tmp_path
+) -> None:
+    paths = train_split.paths[:3]
+    copies = posterize_copies(paths, tmp_path, copies=1, bits=(3, 3), size=32)
+    assert len(copies) == 3
+    for source, copy in zip(paths, copies, strict=True):
+        resized = (load_image(source, size=32).permute(1, 2, 0) * 255).round().byte().numpy()
+        expected = np.asarray(ImageOps.posterize(Image.fromarray(resized), 3))
+        with Image.open(copy) as image:
+            assert image.format == "PNG"
+            written = np.asarray(image.convert("RGB"))
+        np.testing.assert_array_equal(written, expected)
+        assert len(np.unique(written)) <= 8  # 3 bits: at most 8 levels per channel
+
+
+def test_posterize_bits_follow_the_seed_apart_from_the_jpeg_draws(train_split, tmp_path) -> None:
+    paths = train_split.paths[:8]
+    first = posterize_copies(paths, tmp_path, copies=1, bits=(1, 8), size=32, seed=3)
+    assert posterize_copies(paths, tmp_path, copies=1, bits=(1, 8), size=32, seed=3) == first
+    assert posterize_copies(paths, tmp_path, copies=1, bits=(1, 8), size=32, seed=4) != first
+    levels = [len(np.unique(np.asarray(Image.open(p)))) for p in first]
+    assert len(set(levels)) > 1  # different bit depths drawn per image
+
+
+@pytest.mark.parametrize(("copies", "bits"), [(1, (0, 4)), (1, (5, 4)), (1, (2, 9)), (-1, (2, 6))])
+def test_bad_posterize_settings_are_refused(train_split, tmp_path, copies, bits) -> None:
+    with pytest.raises(ValueError, match="posterize"):
+        posterize_copies(train_split.paths[:1], tmp_path, copies=copies, bits=bits, size=32)
+    with pytest.raises(ValueError, match="posterize"):
+        TrainConfig(posterize_copies=copies, posterize_bits=bits)
+
+
 def test_training_adds_the_copies_to_the_train_split(lfw_manifest, tmp_path) -> None:
     manifest = read_manifest(lfw_manifest)
     train, dev = manifest.split("train"), manifest.split("dev")
@@ -87,12 +121,14 @@ def test_rare_sources_are_repeated_up_to_the_minimum(train_split, tmp_path) -> N
     frame = train_split.frame.copy()
     frame["source"] = ["photo" if i < 2 else "generated" for i in range(len(frame))]
     manifest = Manifest.from_frame(frame, train_split.root)
-    config = TrainConfig(min_source_rows=7, jpeg_copies=1)
+    config = TrainConfig(min_source_rows=7, jpeg_copies=1, posterize_copies=1)
     paths, labels = training_images(manifest, config, tmp_path, size=32, seed=0)
     photos = [Path(p).stem for p in manifest.paths[:2]]
     stems = [Path(p).stem for p in paths]
     assert sum(stems.count(s) for s in photos) == 8  # ceil(7 / 2) = 4 times each
-    assert len(paths) == len(labels) == 2 * (len(frame) + 6)
+    assert len(paths) == len(labels) == 3 * (len(frame) + 6)  # original, JPEG, posterized
+    posterized = sum(Path(p).parent.name == "posterize-copies" for p in paths)
+    assert posterized == sum(Path(p).suffix == ".jpg" for p in paths) == len(frame) + 6
     assert labels.tolist().count(int(manifest.labels[0])) >= 8
 
 

@@ -68,6 +68,9 @@ class TrainConfig:
         jpeg_copies: add this many JPEG re-encodings of every training image to the
             training set (:func:`facecat.training.augment.jpeg_copies`; 0: none).
         jpeg_quality: inclusive range the copies' JPEG quality is drawn from.
+        posterize_copies: add this many posterized versions of every training image
+            (:func:`facecat.training.augment.posterize_copies`; 0: none).
+        posterize_bits: inclusive range the posterized copies' bits per channel are drawn from.
         min_source_rows: repeat the training rows of every ``source`` (manifest column) with
             fewer rows than this until it has at least this many (0: none), so that a rare
             source (three real colour photographs among hundreds of generated faces) and
@@ -85,6 +88,8 @@ class TrainConfig:
     hflip: bool = False
     jpeg_copies: int = 0
     jpeg_quality: tuple[int, int] = (10, 50)
+    posterize_copies: int = 0
+    posterize_bits: tuple[int, int] = (2, 6)
     min_source_rows: int = 0
 
     def __post_init__(self) -> None:
@@ -95,6 +100,13 @@ class TrainConfig:
             raise ValueError(
                 f"jpeg_copies must be >= 0 and jpeg_quality a range [low, high] with "
                 f"1 <= low <= high <= 95, got {self.jpeg_copies}, {list(self.jpeg_quality)}"
+            )
+        bits = tuple(self.posterize_bits)
+        object.__setattr__(self, "posterize_bits", bits)
+        if len(bits) != 2 or not 1 <= bits[0] <= bits[1] <= 8 or self.posterize_copies < 0:
+            raise ValueError(
+                f"posterize_copies must be >= 0 and posterize_bits a range [low, high] with "
+                f"1 <= low <= high <= 8, got {self.posterize_copies}, {list(bits)}"
             )
         if self.min_source_rows < 0:
             raise ValueError(f"min_source_rows must be >= 0, got {self.min_source_rows}")

@@ -1,22 +1,24 @@
-"""JPEG-recompressed copies of training images, written once and addressed by content.
+"""Degraded copies of training images (JPEG, posterized), written once and addressed by content.
 
 Head training reads cached backbone features, so an augmentation that changes pixels must
 exist as images before the features are extracted. :func:`jpeg_copies` resizes each training
-image to the detector's input size, encodes it with libjpeg (Pillow, 4:2:0 chroma) at a
-quality drawn from a seeded range and writes it under a name derived from the source image's
-bytes, the size and the quality. A later run with the same images and settings finds the
-files in place; their features then come from the feature cache like any other image.
+image to the detector's input size and encodes it with libjpeg (Pillow, 4:2:0 chroma) at a
+quality drawn from a seeded range; :func:`posterize_copies` keeps a drawn number of bits per
+channel (Pillow's ``ImageOps.posterize``, the robustness suite's ``bit_depth``) and writes a
+PNG. Each copy is named from the source image's bytes, the size and the drawn level, so a
+later run with the same images and settings finds the files in place; their features then
+come from the feature cache like any other image.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from facecat.core.checkpoints import atomic_write
 from facecat.core.images import load_image
@@ -51,21 +53,67 @@ def jpeg_copies(
         raise ValueError(f"jpeg quality range must satisfy 1 <= low <= high <= 95, got {quality}")
     if copies < 0:
         raise ValueError(f"jpeg copies must be >= 0, got {copies}")
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     draws = np.random.default_rng(seed).integers(low, high + 1, size=(copies, len(paths)))
+    return _write_copies(paths, Path(folder), draws, size, ".jpg", _write_jpeg)
+
+
+def posterize_copies(
+    paths: Sequence[Path],
+    folder: str | Path,
+    *,
+    copies: int,
+    bits: tuple[int, int],
+    size: int,
+    seed: int = 0,
+) -> list[Path]:
+    """Write ``copies`` posterized versions of every image (PNG) and return their paths.
+
+    Args:
+        paths, folder, copies, size: as :func:`jpeg_copies`.
+        bits: inclusive range of the bits kept per channel (1..8), one value drawn per copy.
+        seed: seed of the bit draws (a stream apart from :func:`jpeg_copies`' draws).
+
+    Returns:
+        ``copies * len(paths)`` paths, ordered as :func:`jpeg_copies` orders them.
+    """
+    low, high = bits
+    if not 1 <= low <= high <= 8:
+        raise ValueError(f"posterize bits range must satisfy 1 <= low <= high <= 8, got {bits}")
+    if copies < 0:
+        raise ValueError(f"posterize copies must be >= 0, got {copies}")
+    draws = np.random.default_rng([seed, 1]).integers(low, high + 1, size=(copies, len(paths)))
+    return _write_copies(paths, Path(folder), draws, size, ".png", _write_posterized)
+
+
+def _write_copies(
+    paths: Sequence[Path],
+    folder: Path,
+    levels: np.ndarray,
+    size: int,
+    suffix: str,
+    write: Callable[[Image.Image, Path, int], None],
+) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
     digests = [file_digest(Path(p)) for p in paths]
     out = []
-    for copy in range(copies):
-        for path, digest, level in zip(paths, digests, draws[copy], strict=True):
+    for copy_levels in levels:
+        for path, digest, level in zip(paths, digests, copy_levels, strict=True):
             name = hashlib.sha256(f"{digest}:{size}:{int(level)}".encode()).hexdigest()[:32]
-            target = folder / f"{name}.jpg"
+            target = folder / f"{name}{suffix}"
             if not target.is_file():
-                _write_jpeg(load_image(path, size=size), target, int(level))
+                write(_as_pil(load_image(path, size=size)), target, int(level))
             out.append(target)
     return out
 
 
-def _write_jpeg(image: torch.Tensor, target: Path, quality: int) -> None:
+def _as_pil(image: torch.Tensor) -> Image.Image:
     array = (image.permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-    atomic_write(target, lambda tmp: Image.fromarray(array).save(tmp, "JPEG", quality=quality))
+    return Image.fromarray(array)
+
+
+def _write_jpeg(image: Image.Image, target: Path, quality: int) -> None:
+    atomic_write(target, lambda tmp: image.save(tmp, "JPEG", quality=quality))
+
+
+def _write_posterized(image: Image.Image, target: Path, bits: int) -> None:
+    atomic_write(target, lambda tmp: ImageOps.posterize(image, bits).save(tmp, "PNG"))

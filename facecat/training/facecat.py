@@ -38,7 +38,7 @@ from facecat.datasets.manifest import Manifest
 from facecat.models.config import TrainConfig
 from facecat.models.facecat import REAL, FaceCat
 from facecat.models.features import unflatten_features
-from facecat.training.augment import jpeg_copies
+from facecat.training.augment import jpeg_copies, posterize_copies
 from facecat.training.cache import FeatureCache, feature_key
 from facecat.training.loop import (
     CHECKPOINT_NAME,
@@ -381,26 +381,34 @@ def cached_scores(
 def training_images(
     train: Manifest, config: TrainConfig, cache_root: Path, size: int, seed: int
 ) -> tuple[list[Path], Tensor]:
-    """The training split's image files and labels, with the configured JPEG copies added and
-    rare sources repeated (``config.min_source_rows``; a manifest without a ``source`` column
-    has one source, and nothing is repeated).
+    """The training split's image files and labels, with the configured JPEG and posterized
+    copies added and rare sources repeated (``config.min_source_rows``; a manifest without a
+    ``source`` column has one source, and nothing is repeated).
 
-    The copies live in ``cache_root/jpeg-copies`` and carry their source's label.
+    The copies live in ``cache_root/jpeg-copies`` and ``cache_root/posterize-copies`` and
+    carry their source's label.
     """
     paths = list(train.paths)
-    copies = jpeg_copies(
-        paths,
+    common = {"size": size, "seed": seed}
+    paths += jpeg_copies(
+        train.paths,
         cache_root / "jpeg-copies",
         copies=config.jpeg_copies,
         quality=config.jpeg_quality,
-        size=size,
-        seed=seed,
+        **common,
     )
-    paths += copies
-    labels = np.tile(train.labels, 1 + config.jpeg_copies)
+    paths += posterize_copies(
+        train.paths,
+        cache_root / "posterize-copies",
+        copies=config.posterize_copies,
+        bits=config.posterize_bits,
+        **common,
+    )
+    versions = 1 + config.jpeg_copies + config.posterize_copies
+    labels = np.tile(train.labels, versions)
     if config.min_source_rows and "source" in train.frame.columns:
         rows = source_repeats(train.frame["source"].to_numpy(), config.min_source_rows)
-        rows = np.concatenate([rows + k * len(train) for k in range(1 + config.jpeg_copies)])
+        rows = np.concatenate([rows + k * len(train) for k in range(versions)])
         paths, labels = [paths[i] for i in rows], labels[rows]
     return paths, torch.tensor(labels, dtype=torch.long)
 
