@@ -100,7 +100,7 @@ def compare_variants(
     rows, per_type, scores = [], [], []
     for variant in variants:
         report(f"{variant.label}: training ({variant.config})")
-        run_dir = cache_dir / "runs" / protocol.root.name / variant.run_name(epochs, seed)
+        run_dir = variant.run_dir(cache_dir, protocol.root.name, epochs, seed)
         detector_path = train_variant(
             variant,
             manifest,

@@ -58,7 +58,7 @@ def ship_detectors(
     written = []
     for variant in SHIPPED_VARIANTS:
         report(f"{variant.label}: training or reusing the main job's run ({variant.config})")
-        run_dir = cache_dir / "runs" / protocol.root.name / variant.run_name(None, seed)
+        run_dir = variant.run_dir(cache_dir, protocol.root.name, None, seed)
         trained = train_variant(
             variant,
             manifest,

@@ -46,6 +46,12 @@ class Variant:
         text = json.dumps([resolved, self.options, epochs, seed], sort_keys=True, default=str)
         return f"{self.config}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
+    def run_dir(self, cache_dir: Path, protocol: str, epochs: int | None, seed: int) -> Path:
+        """This variant's training run on the protocol folder named ``protocol``:
+        ``cache_dir/runs/<protocol>/<run_name>`` (shared by the main job and the shipped
+        detectors, so either reuses the other's run)."""
+        return Path(cache_dir) / "runs" / protocol / self.run_name(epochs, seed)
+
 
 #: FaceCat with text guidance, the two ablations of the paper (Table 4 and section 5.4),
 #: and the CDCN baseline.
