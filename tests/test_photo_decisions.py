@@ -11,11 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import skimage.data
+import torch
 from PIL import Image
 
 from facecat import create_detector
 from facecat.cli import main
-from facecat.core.landmarks import FaceDetector
+from facecat.core.landmarks import FaceDetector, align_face
+from facecat.datasets.bona_fide import PORTRAIT_FRAMINGS
 from facecat.evaluation.photo_decisions import DECISION_COLUMNS, decide_files, detector_threshold
 from facecat.models.registry import save_detector
 
@@ -78,6 +80,24 @@ def test_portraits_get_a_score_and_a_decision(detector_file, photos, face_detect
     assert (table["threshold"] == 0.5).all()
     expected = np.where(table["p_real"] >= 0.5, "bona fide", "attack")
     assert table["decision"].tolist() == expected.tolist()
+
+
+def test_p_real_is_the_mean_over_the_bona_fide_framings(
+    detector_file, photos, face_detector
+) -> None:
+    from facecat.models.registry import load_detector
+
+    detector = load_detector(detector_file)
+    (row,) = _decide(detector_file, photos, ["grace.jpg"], face_detector).itertuples()
+    pixels = np.asarray(Image.open(GRACE).convert("RGB"))
+    (face,) = face_detector.detect_all(pixels)
+    image = torch.from_numpy(pixels).permute(2, 0, 1).float() / 255
+    landmarks = torch.from_numpy(face.landmarks)
+    size = detector.image_size
+    crops = torch.stack([align_face(image, landmarks, size, zoom)[0] for zoom in PORTRAIT_FRAMINGS])
+    with torch.no_grad():
+        expected = detector.scores(crops).mean().item()
+    assert row.p_real == pytest.approx(expected, abs=1e-5)
 
 
 @pytest.mark.parametrize(

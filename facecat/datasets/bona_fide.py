@@ -51,6 +51,8 @@ SPLIT_SHARES = (("train", 0.6), ("dev", 0.2), ("test", 0.2))
 CAPTURE_SPREAD = 0.3
 PORTRAIT_SCALES = (1.0, 1.1, 1.2)
 PORTRAIT_ZOOM = 1.1
+#: Template zooms of the three captures of a real photograph (the framing of the bona fide set).
+PORTRAIT_FRAMINGS = tuple(PORTRAIT_ZOOM * scale for scale in PORTRAIT_SCALES)
 FACE_RECOGNITION_SDIST = "face_recognition-1.3.0.tar.gz"
 WHITE_HOUSE_PHOTOS = {  # file in the sdist's tests/test_images -> subject
     "obama.jpg": "obama",
@@ -134,7 +136,7 @@ def lfw_faces(detector: FaceDetector) -> list[Face]:
 def aligned_captures(
     photo: np.ndarray, subject: str, detector: FaceDetector, *, name: str
 ) -> list[Face]:
-    """Three aligned captures (``PORTRAIT_SCALES``) of the largest face in an RGB photograph.
+    """Three aligned captures (``PORTRAIT_FRAMINGS``) of the largest face in an RGB photograph.
 
     Raises:
         RuntimeError: when no face is found in ``photo`` (``name`` says which).
@@ -145,10 +147,8 @@ def aligned_captures(
     detection = max(detections, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
     tensor = torch.from_numpy(photo.copy()).permute(2, 0, 1).float() / 255
     faces = []
-    for scale in PORTRAIT_SCALES:
-        crop, landmarks = align_face(
-            tensor, torch.from_numpy(detection.landmarks), SIZE, PORTRAIT_ZOOM * scale
-        )
+    for zoom in PORTRAIT_FRAMINGS:
+        crop, landmarks = align_face(tensor, torch.from_numpy(detection.landmarks), SIZE, zoom)
         faces.append(Face(_to_uint8(crop), landmarks.numpy(), subject, subject))
     return faces
 

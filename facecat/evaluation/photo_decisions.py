@@ -2,8 +2,10 @@
 
 Each input goes through the steps a deployed face anti-spoofing check takes: MTCNN finds the
 face (:class:`facecat.core.landmarks.FaceDetector`), the five landmarks align it onto the
-detector's template at the detector's input size (the crop ``facecat crop`` writes), the
-detector gives P(real), and the detector's dev-split threshold turns that into a decision.
+detector's template at the detector's input size in the three framings that the bona fide
+set's real photographs were captured in (:data:`facecat.datasets.bona_fide.PORTRAIT_FRAMINGS`),
+the detector's P(real) is averaged over the three crops, and the detector's dev-split
+threshold turns that into a decision.
 A video is scored on every n-th frame that holds a face; its P(real) is the mean over those
 frames and ``frames_over_threshold`` the share of frames judged bona fide, the convention of
 video face anti-spoofing benchmarks.
@@ -29,6 +31,7 @@ from tqdm.auto import tqdm
 
 from facecat.core.images import ImageLoadError
 from facecat.core.landmarks import Detection, FaceDetector, align_face
+from facecat.datasets.bona_fide import PORTRAIT_FRAMINGS
 from facecat.datasets.crop import (
     VIDEO_SUFFIXES,
     expand_inputs,
@@ -141,7 +144,9 @@ def decide_files(
             rows.append(asdict(decision))
             continue
         with torch.no_grad():
-            scores = detector.scores(torch.stack(crops).to(device)).float().cpu().numpy()
+            batch = torch.cat(crops).to(device)
+            scores = detector.scores(batch).float().cpu().numpy().reshape(len(crops), -1)
+        scores = scores.mean(axis=1)  # one P(real) per frame: the mean over its framings
         if not np.isfinite(scores).all():
             raise FloatingPointError(f"{source}: the detector returned a non-finite score")
         decision.frames = len(scores)
@@ -197,12 +202,13 @@ def _crop_one(
     face_detector: FaceDetector | None,
     where: str,
 ) -> torch.Tensor | None:
+    """The crops of the face in one image, (framings, 3, size, size); None without a face."""
     _check_side(pixels, where)
     image = torch.from_numpy(pixels).permute(2, 0, 1).float() / 255.0
     if aligned:
         return torch.nn.functional.interpolate(
             image[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False
-        )[0]
+        )
     faces = [
         face
         for face in face_detector.detect_all(pixels)
@@ -214,9 +220,8 @@ def _crop_one(
         raise _UnscorableError(
             f"{where}: {len(faces)} faces found; pass --largest to score the largest"
         )
-    face = max(faces, key=_box_area)
-    crop, _ = align_face(image, torch.from_numpy(face.landmarks), size, 1.0)
-    return crop
+    landmarks = torch.from_numpy(max(faces, key=_box_area).landmarks)
+    return torch.stack([align_face(image, landmarks, size, zoom)[0] for zoom in PORTRAIT_FRAMINGS])
 
 
 def _check_side(pixels: np.ndarray, where: str) -> None:
