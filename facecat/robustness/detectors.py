@@ -37,11 +37,11 @@ IMPORT_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 #: The detectors the suites know by name.
 BUILTIN = {"facecat": Variant("FaceCat", "facecat-small"), "cdcn": Variant("CDCN", "cdcn")}
 #: Epochs of the unseen suite's leave-one-type-out trainings, where they differ from the
-#: config's. CDCN trains its whole network from the images (about 70 s per epoch on the
+#: config's. CDCN trains its whole network from the images (about 60 s per epoch on the
 #: embedded protocol, 2 CPU cores), so to fit 28 hold-outs in an hour it trains one epoch
-#: instead of its 8 (on every type, one epoch reaches dev AUC 0.71 against 0.89 after 8):
-#: its unseen figures are those of an under-trained CDCN. FaceCat trains only its head on
-#: cached backbone features and keeps its schedule.
+#: instead of its 8 (on every type, one epoch reached dev AUC 0.71 against 0.89 after 8 on
+#: the protocol before the capture stage): its unseen figures are those of an under-trained
+#: CDCN. FaceCat trains only its head on cached backbone features and keeps its schedule.
 HOLD_OUT_EPOCHS = {"cdcn": 1}
 
 
