@@ -20,6 +20,7 @@ from facecat.commands import (
     cmd_data_stats,
     cmd_demo_data,
     cmd_eval,
+    cmd_fdm_quality,
     cmd_info,
     cmd_models,
     cmd_pretrain_fdm,
@@ -167,6 +168,18 @@ def build_parser() -> argparse.ArgumentParser:
     fdm.add_argument("--steps", type=int, default=20_000)
     fdm.add_argument("--batch-size", type=int, default=64)
     fdm.add_argument("--lr", type=float, default=2e-4)
+    fdm.add_argument("--warmup", type=int, default=500, help="linear warm-up steps")
+    fdm.add_argument(
+        "--lr-decay",
+        choices=("constant", "cosine"),
+        default="constant",
+        help="after the warm-up: constant, or cosine-decayed to zero at --steps",
+    )
+    fdm.add_argument(
+        "--init-weights",
+        help="UNet weights to start from: a file, or 'shipped' for the config's packaged "
+        "weights (default: random initialisation)",
+    )
     fdm.add_argument("--seed", type=int, default=0)
     fdm.add_argument(
         "--low-noise-fraction",
@@ -187,6 +200,24 @@ def build_parser() -> argparse.ArgumentParser:
     fdm.add_argument("--max-minutes", type=float, help="stop, checkpoint and export after this")
     fdm.add_argument("--export-dtype", choices=("float32", "float16"), default="float32")
     fdm.add_argument("--quiet", action="store_true")
+
+    quality = add(
+        "fdm-quality",
+        cmd_fdm_quality,
+        "noise-prediction MSE of UNet weights on held-out bona fide faces, per timestep",
+    )
+    quality.add_argument(
+        "weights",
+        nargs="*",
+        help="UNet weight files, 'shipped' (the config's) or 'random' (default: shipped)",
+    )
+    quality.add_argument("--model", default="facecat-small", help="config of the UNet layout")
+    quality.add_argument("--manifest", help="faces to score (default: the bundled bona fide set)")
+    quality.add_argument("--split", default="test", help="manifest split to score")
+    quality.add_argument("--timesteps", default="1,10,50,200,500", help="comma-separated")
+    quality.add_argument("--seed", type=int, default=0, help="seed of the noise")
+    quality.add_argument("--device", default="cpu")
+    quality.add_argument("--out", help="also write the figures as CSV")
 
     demo = add(
         "demo-data",

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from facecat.datasets.adversarial_faces import AdversarialFaces
+    from facecat.models.config import FaceCatConfig
 
 log = logging.getLogger("facecat")
 
@@ -182,6 +183,8 @@ def cmd_pretrain_fdm(args: argparse.Namespace) -> None:
         steps=args.steps,
         batch_size=args.batch_size,
         lr=args.lr,
+        warmup=args.warmup,
+        lr_decay=args.lr_decay,
         seed=args.seed,
         low_noise_fraction=args.low_noise_fraction,
         low_noise_max=args.low_noise_max,
@@ -197,9 +200,56 @@ def cmd_pretrain_fdm(args: argparse.Namespace) -> None:
         real_images=photos,
         device=pick_device(args.device),
         dcgan_weights=args.dcgan_weights,
+        init_weights=_unet_weights_file(config, args.init_weights),
         progress=not args.quiet,
     )
     print(f"saved {weights}")
+
+
+def _unet_weights_file(config: FaceCatConfig, name: str | None) -> Path | None:
+    """``name`` as a UNet weights file: None stays None, "shipped" is the config's own."""
+    from facecat.models.facecat import backbone_source
+
+    if name is None:
+        return None
+    source = backbone_source(config, None if name == "shipped" else name)
+    if source == "random":
+        raise ValueError(f"config {config.name} has no shipped UNet weights; pass a file")
+    return Path(source)
+
+
+def cmd_fdm_quality(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from facecat.core.checkpoints import atomic_write, load_state_dict_file, load_strict
+    from facecat.core.device import pick_device
+    from facecat.core.images import load_images
+    from facecat.datasets.bona_fide import bundled_manifest
+    from facecat.datasets.manifest import read_manifest
+    from facecat.models.config import FaceCatConfig, read_config_dict
+    from facecat.models.unet import UNet
+    from facecat.training.pretrain import noise_prediction_mse
+
+    config = FaceCatConfig.from_dict(read_config_dict(args.model))
+    manifest = read_manifest(args.manifest or bundled_manifest()).split(args.split)
+    faces = load_images(manifest.paths, size=config.unet.image_size)
+    timesteps = _int_list(args.timesteps, "--timesteps")
+    device = pick_device(args.device)
+    rows = []
+    for name in args.weights or ["shipped"]:
+        unet = UNet(config.unet)
+        if name != "random":
+            path = _unet_weights_file(config, name)
+            state = load_state_dict_file(path, what="UNet weights")
+            load_strict(unet, {k: v.float() for k, v in state.items()}, source=str(path))
+        mse = noise_prediction_mse(unet.to(device), faces, timesteps, seed=args.seed)
+        rows += [{"weights": name, "timestep": t, "eps_mse": v} for t, v in mse.items()]
+    table = pd.DataFrame(rows)
+    print(f"noise-prediction MSE on {len(faces)} {args.split}-split faces of {manifest.root}")
+    grid = table.pivot(index="weights", columns="timestep", values="eps_mse")
+    print(grid.reindex(args.weights or ["shipped"]).to_string(float_format=lambda v: f"{v:.4f}"))
+    if args.out:
+        atomic_write(Path(args.out), lambda tmp: table.to_csv(tmp, index=False))
 
 
 def cmd_demo_data(args: argparse.Namespace) -> None:

@@ -140,6 +140,18 @@ def test_exception_user_errors_exit_2_with_one_line(argv, message, lfw_manifest,
     assert "Traceback" not in err
 
 
+def test_fdm_quality_scores_unet_weights_per_timestep(lfw_manifest, tmp_path, capsys):
+    out = tmp_path / "quality.csv"
+    argv = ["fdm-quality", "random", "--model", "facecat-tiny", "--manifest", str(lfw_manifest)]
+    assert main([*argv, "--split", "test", "--timesteps", "10,500", "--out", str(out)]) == 0
+    table = pd.read_csv(out)
+    assert list(table["timestep"]) == [10, 500]
+    assert (table["eps_mse"] - 1.0).abs().max() < 0.1  # an untrained UNet predicts no noise
+    assert "noise-prediction MSE" in capsys.readouterr().out
+    assert main(["fdm-quality", "shipped", "--model", "facecat-tiny"]) == 2
+    assert "facecat-tiny has no shipped UNet weights" in capsys.readouterr().err
+
+
 def test_version_prints_the_package_version(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])

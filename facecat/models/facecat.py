@@ -164,7 +164,9 @@ def _text_class_weights(backend: str, model: str, prompts: str, weights: str | N
     return class_weights(encoder, load_prompt_set(prompts))
 
 
-def _backbone_source(config: FaceCatConfig, unet_weights: str | Path | None) -> str | Path:
+def backbone_source(config: FaceCatConfig, unet_weights: str | Path | None) -> str | Path:
+    """The UNet weights a detector of ``config`` loads: ``unet_weights`` when given, else the
+    config's packaged file, else ``"random"`` (an untrained backbone)."""
     if unet_weights is not None:
         return unet_weights
     if config.default_unet_weights:
@@ -216,7 +218,7 @@ class FaceCatKind:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             detector = FaceCat(cfg, weights)
-        source = _backbone_source(cfg, unet_weights)
+        source = backbone_source(cfg, unet_weights)
         if source == RANDOM_BACKBONE:
             log.warning("%s: the diffusion backbone is randomly initialised", cfg.name)
         else:
@@ -244,7 +246,7 @@ class FaceCatKind:
         detector = FaceCat(cfg, tensors.get("class_weights"))
         source: str | Path = "file"
         if not any(k.startswith(FaceCat.BACKBONE_PREFIX) for k in tensors):
-            source = _backbone_source(cfg, None)
+            source = backbone_source(cfg, None)
             if source == RANDOM_BACKBONE:
                 raise CheckpointError(
                     f"the file holds no backbone weights and config {cfg.name} packages none"
