@@ -31,6 +31,7 @@ from facecat.robustness.report import (
     COMPARISON_NAME,
     SUMMARY_NAME,
     UNSEEN_NAME,
+    auc_axis_label,
     auc_comparison,
     merge_records,
     transfer_table,
@@ -127,6 +128,12 @@ def test_results_merge_across_sessions_and_compare(tmp_path):
     summary = pd.read_csv(tmp_path / SUMMARY_NAME).set_index(["detector", "case"])
     assert summary.loc[("cdcn", "jpeg"), "mean_auc_sev1_5"] == pytest.approx(0.5)
     assert summary.loc[("facecat", "jpeg"), "auc_clean"] == pytest.approx(0.95)
+
+
+def test_curve_axis_names_the_split_it_was_scored_on():
+    assert auc_axis_label(pd.DataFrame({"split": ["dev", "dev"]})) == "AUC (dev split)"
+    assert auc_axis_label(pd.DataFrame({"split": ["test"]})) == "AUC (test split)"
+    assert auc_axis_label(pd.DataFrame({"auc": [0.9]})) == "AUC"
 
 
 def test_records_of_another_protocol_sit_beside_the_first(tmp_path):

@@ -111,8 +111,15 @@ def auc_comparison(checks: pd.DataFrame, first: str, second: str) -> pd.DataFram
     return table.sort_values(["case", "severity"]).reset_index(drop=True)
 
 
+def auc_axis_label(checks: pd.DataFrame) -> str:
+    """Title of an AUC axis, naming the split(s) the checks were scored on."""
+    splits = sorted(checks["split"].dropna().unique()) if "split" in checks else []
+    return f"AUC ({' + '.join(splits)} split)" if splits else "AUC"
+
+
 def plot_curve(checks: pd.DataFrame, case: str, path: Path) -> Path:
-    """AUC vs severity of every detector under one transformation, with CI bands."""
+    """AUC vs severity of every detector under one transformation, with CI bands; the axis
+    names the split the checks were scored on."""
     data = checks[(checks["suite"] == "transform") & (checks["case"] == case)]
     data = data.sort_values("severity")
     figure, axis = plt.subplots(figsize=(5.5, 4))
@@ -124,7 +131,7 @@ def plot_curve(checks: pd.DataFrame, case: str, path: Path) -> Path:
         )
     axis.set(
         xlabel="severity (0 = clean)",
-        ylabel="AUC (test split)",
+        ylabel=auc_axis_label(data),
         ylim=(0, 1.02),
         title=f"{case}: AUC under increasing severity",
     )
