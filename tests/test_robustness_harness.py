@@ -188,6 +188,15 @@ def test_unseen_summary_groups_held_out_types_by_family(tmp_path):
 def test_auc_comparison_needs_both_detectors():
     records = pd.DataFrame([_record("facecat", "jpeg", 0, 0.9)])
     assert auc_comparison(records, "facecat", "cdcn").empty
+    with pytest.raises(ValueError, match="two different detectors"):
+        auc_comparison(records, "facecat", "facecat")
+
+
+def test_a_session_of_one_detector_writes_its_results_without_a_comparison(tmp_path):
+    records = [_record("mine", "jpeg", severity, 0.9 - 0.1 * severity) for severity in (0, 1)]
+    written = write_results(records, tmp_path, compare=None)
+    assert {p.name for p in written} == {CHECKS_NAME, SUMMARY_NAME, "curve_jpeg.png"}
+    assert not (tmp_path / COMPARISON_NAME).exists()
 
 
 @pytest.fixture(scope="module")

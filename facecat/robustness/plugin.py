@@ -196,6 +196,6 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if not current_world().is_main:
         return
     names, _ = parse_detector_list(session.config.getoption("facecat_detectors"))
-    compare = (names[0], names[1]) if len(names) > 1 else (names[0], names[0])
+    compare = (names[0], names[1]) if len(names) > 1 else None
     for path in write_results(built.records, results_dir(session.config), compare=compare):
         print(f"\nwrote {path}")

@@ -93,6 +93,8 @@ def auc_comparison(checks: pd.DataFrame, first: str, second: str) -> pd.DataFram
         Columns case, severity, ``auc_<first>``, its CI, ``auc_<second>``, its CI, and
         ``relative_improvement`` = (AUC first - AUC second) / AUC second.
     """
+    if first == second:
+        raise ValueError(f"an AUC comparison needs two different detectors, got {first!r} twice")
     transform = checks[checks["suite"] == "transform"]
     columns = ["case", "severity", "auc", "auc_ci_low", "auc_ci_high"]
     a = transform[transform["detector"] == first][columns]
@@ -237,14 +239,15 @@ def plot_adaptive(checks: pd.DataFrame, path: Path) -> Path:
 
 
 def write_results(
-    records: Sequence[dict[str, Any]], out_dir: str | Path, *, compare: tuple[str, str]
+    records: Sequence[dict[str, Any]], out_dir: str | Path, *, compare: tuple[str, str] | None
 ) -> list[Path]:
     """Merge ``records`` into ``out_dir/checks.csv`` and rebuild the comparison and curves.
 
     Args:
         records: this session's check records.
         out_dir: the results folder (``results/robustness``).
-        compare: the two detectors of the AUC comparison (first vs second).
+        compare: the two detectors of the AUC comparison (first vs second); None for no
+            comparison (a session of one detector).
 
     Returns:
         The files written.
@@ -259,7 +262,7 @@ def write_results(
     written = [path]
     current = session_rows(checks, records)
     tables = {
-        COMPARISON_NAME: auc_comparison(current, *compare),
+        COMPARISON_NAME: auc_comparison(current, *compare) if compare else pd.DataFrame(),
         SUMMARY_NAME: severity_summary(current),
         TRANSFER_NAME: transfer_table(current),
         UNSEEN_NAME: unseen_summary(current),
