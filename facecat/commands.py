@@ -208,12 +208,12 @@ def cmd_pretrain_fdm(args: argparse.Namespace) -> None:
 
 def _unet_weights_file(config: FaceCatConfig, name: str | None) -> Path | None:
     """``name`` as a UNet weights file: None stays None, "shipped" is the config's own."""
-    from facecat.models.facecat import backbone_source
+    from facecat.models.facecat import RANDOM_BACKBONE, backbone_source
 
     if name is None:
         return None
     source = backbone_source(config, None if name == "shipped" else name)
-    if source == "random":
+    if source == RANDOM_BACKBONE:
         raise ValueError(f"config {config.name} has no shipped UNet weights; pass a file")
     return Path(source)
 
@@ -221,14 +221,14 @@ def _unet_weights_file(config: FaceCatConfig, name: str | None) -> Path | None:
 def cmd_fdm_quality(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from facecat.core.checkpoints import atomic_write, load_state_dict_file, load_strict
+    from facecat.core.checkpoints import atomic_write
     from facecat.core.device import pick_device
     from facecat.core.images import load_images
     from facecat.datasets.bona_fide import bundled_manifest
     from facecat.datasets.manifest import read_manifest
     from facecat.models.config import FaceCatConfig, read_config_dict
     from facecat.models.unet import UNet
-    from facecat.training.pretrain import noise_prediction_mse
+    from facecat.training.pretrain import load_unet_weights, noise_prediction_mse
 
     config = FaceCatConfig.from_dict(read_config_dict(args.model))
     manifest = read_manifest(args.manifest or bundled_manifest()).split(args.split)
@@ -239,9 +239,7 @@ def cmd_fdm_quality(args: argparse.Namespace) -> None:
     for name in args.weights or ["shipped"]:
         unet = UNet(config.unet)
         if name != "random":
-            path = _unet_weights_file(config, name)
-            state = load_state_dict_file(path, what="UNet weights")
-            load_strict(unet, {k: v.float() for k, v in state.items()}, source=str(path))
+            load_unet_weights(unet, _unet_weights_file(config, name))
         mse = noise_prediction_mse(unet.to(device), faces, timesteps, seed=args.seed)
         rows += [{"weights": name, "timestep": t, "eps_mse": v} for t, v in mse.items()]
     table = pd.DataFrame(rows)

@@ -5,7 +5,7 @@ forward process (``L_simple``: mean squared error on epsilon; the variance chann
 ``learn_sigma`` UNet are left untouched). Faces come from a stream that mixes DCGAN faces
 generated on the fly (unlimited, varied identities) with real training photos (random
 horizontal flips). ``low_noise_fraction`` of every batch draws its timesteps from
-``[0, low_noise_max)`` to favour the low-noise steps FaceCat reads (t = 50), the rest
+``[0, low_noise_max)`` to favour the low-noise steps FaceCat reads, the rest
 uniformly from all steps. An exponential moving average of the weights is kept and is what
 gets exported. Training checkpoints atomically and resumes exactly; it can start from
 existing UNet weights (``init_weights``, e.g. the shipped ones) to train them further.
@@ -162,10 +162,11 @@ def sample_timesteps(
 def _run_description(
     unet_config: UNetConfig, config: PretrainConfig, n_real: int, init_digest: str | None
 ) -> dict:
-    # the step count may change between resumes, except where it sets the decay schedule
+    # the step count may change between resumes, except where it sets the decay schedule;
+    # a constant rate is left out so that runs from before the option still resume
     changeable = {"checkpoint_every", "log_every", "time_budget_s", "export_dtype"}
     if config.lr_decay == "constant":
-        changeable.add("steps")
+        changeable |= {"steps", "lr_decay"}
     settings = {k: v for k, v in asdict(config).items() if k not in changeable}
     description = {"unet": unet_config.to_dict(), "pretrain": settings, "real_images": n_real}
     if init_digest is not None:
@@ -210,8 +211,7 @@ def pretrain_fdm(
     torch.manual_seed(config.seed)
     model = UNet(unet_config)
     if init_weights is not None:
-        state = load_state_dict_file(init_weights, what="initial UNet weights")
-        load_strict(model, {k: v.float() for k, v in state.items()}, source=str(init_weights))
+        load_unet_weights(model, init_weights)
     model = model.to(device).train()
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
@@ -286,6 +286,17 @@ def pretrain_fdm(
             "final_loss": losses[-1]["loss"] if losses else math.nan,
         },
     )
+
+
+def load_unet_weights(unet: UNet, path: str | Path) -> UNet:
+    """Load a UNet weights file (safetensors or torch, any float dtype) strictly, as float32.
+
+    Returns:
+        ``unet``, filled.
+    """
+    state = load_state_dict_file(path, what="UNet weights")
+    load_strict(unet, {k: v.float() for k, v in state.items()}, source=str(path))
+    return unet
 
 
 @torch.no_grad()
