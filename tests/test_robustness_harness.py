@@ -15,7 +15,7 @@ from facecat.datasets.adversarial_faces import bundled_test_faces, create_recogn
 from facecat.datasets.manifest import read_manifest
 from facecat.datasets.protocol import ATTACK_TYPES
 from facecat.evaluation.evaluate import score_files
-from facecat.models.registry import create_detector, read_config_dict
+from facecat.models.registry import create_detector
 from facecat.robustness.adaptive import AttackSettings, adaptive_attack, differentiable_scores
 from facecat.robustness.checks import (
     Check,
@@ -335,17 +335,13 @@ def test_hold_outs_reuse_cached_features_and_score_as_the_images(lfw_manifest, t
     pool.detector("facecat")  # trained on every type: extracts the train and dev features
     with caplog.at_level(logging.INFO, logger="facecat.training.cache"):
         held_out = pool.detector("facecat", held_out="Replay")
-    # The dev split is assembled from the all-types run's rows. The training list holds the
-    # images and their degraded copies; the images come from cached rows, while the copies'
-    # levels are drawn again for the shorter list, so those drawn differently are new files.
-    train = pool.held_out_manifest("Replay").split("train")
-    settings = read_config_dict("facecat-small")["train"]
-    versions = 1 + settings.get("jpeg_copies", 0) + settings.get("posterize_copies", 0)
-    extraction = re.search(r"of (\d+) images .*\((\d+) from cached rows", caplog.text)
-    assert extraction is not None, caplog.text
-    assert int(extraction[1]) == versions * len(train)
-    assert len(train) <= int(extraction[2]) < int(extraction[1])
-    assert f"{len(pool.held_out_manifest('Replay').split('dev'))} images assembled" in caplog.text
+    # The dev split is assembled from the all-types run's rows, and so are the training
+    # images; only their degraded copies whose level is drawn anew for the shorter training
+    # list are extracted.
+    split = pool.held_out_manifest("Replay").split
+    reused = re.search(r"\((\d+) from cached rows", caplog.text)
+    assert reused is not None and int(reused[1]) >= len(split("train")), caplog.text
+    assert f"{len(split('dev'))} images assembled from cached rows" in caplog.text
     test = pool.held_out_manifest("Replay").split("test")
     assert set(test.attack_types) == {"Live", "Replay"}
     cached = pool.file_scores(held_out, test)
